@@ -1,0 +1,132 @@
+"""Guest specs: the model of one `conf.d/NAME.toml` file, and its parsing and validation.
+
+Pure: takes TOML text (or parsed tables) and returns frozen values or `SpecError`s that name
+the file and the key. It never reads the host beyond what the caller hands it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Loader = Literal["bhyveload", "grub", "uefi"]
+DesiredState = Literal["running", "stopped"]
+RestartPolicy = Literal["on-failure", "always", "never"]
+OnChange = Literal["restart", "next-boot"]
+DiskEmulation = Literal["virtio-blk", "ahci-hd", "nvme"]
+NicEmulation = Literal["virtio-net", "e1000"]
+
+DEFAULT_FIRMWARE = "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd"
+DEFAULT_MEMORY = "512M"
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One `[[disk]]`: an image file or device (`path`) or a ZFS volume (`zvol`)."""
+
+    path: str | None = None
+    zvol: str | None = None
+    size: int | None = None  # bytes; created when missing, never shrunk
+    emulation: DiskEmulation = "virtio-blk"
+    options: tuple[str, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """The path bhyve opens: the file, or `/dev/zvol/POOL/DATASET`."""
+        if self.path is not None:
+            return self.path
+        assert self.zvol is not None
+        return f"/dev/zvol/{self.zvol}"
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One `[[nic]]`. `tap` is None when the reconciler allocates one."""
+
+    tap: str | None = None
+    bridge: str | None = None
+    emulation: NicEmulation = "virtio-net"
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Install:
+    """`[install]`: install media, booted while the first disk has no boot sector."""
+
+    iso: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Uefi:
+    firmware: str = DEFAULT_FIRMWARE
+    vars: bool = False
+
+
+@dataclass(frozen=True)
+class Graphics:
+    """`[graphics]`: the UEFI framebuffer (VNC). Only valid with `loader = "uefi"`."""
+
+    listen: str = "127.0.0.1:5900"
+    width: int = 1024
+    height: int = 768
+    wait: bool = False
+    tablet: bool = False
+
+
+@dataclass(frozen=True)
+class Grub:
+    root: str | None = None  # None: `cd0` while installing, else `hd0,msdos1`
+    config: str | None = None  # grub commands written to grub.cfg
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """A validated guest. `source` is the file it came from (for messages)."""
+
+    name: str
+    source: str = ""
+    cpus: int = 1
+    memory: str = DEFAULT_MEMORY  # canonical size text as bhyve takes it, e.g. "1024M"
+    state: DesiredState = "running"
+    loader: Loader = "bhyveload"
+    console: str = "nmdm"  # "nmdm" or a device path; see console_device()
+    order: int = 0
+    restart: RestartPolicy = "on-failure"
+    on_change: OnChange = "restart"
+    stop_timeout: float | None = None  # seconds; None = the daemon config's
+    utc_clock: bool = False
+    ignore_msrs: bool = False
+    wire_memory: bool = False
+    passthru: tuple[str, ...] = ()
+    loader_env: tuple[tuple[str, str], ...] = ()
+    install: Install | None = None
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    uefi: Uefi = field(default_factory=Uefi)
+    graphics: Graphics | None = None
+    grub: Grub = field(default_factory=Grub)
+
+    @property
+    def wired(self) -> bool:
+        """`-S` for loader and bhyve: asked for, or forced by PCI passthrough."""
+        return self.wire_memory or bool(self.passthru)
+
+    @property
+    def console_device(self) -> str:
+        """The device bhyve and the loader open (the A side of an nmdm pair)."""
+        if self.console == "nmdm":
+            return f"/dev/nmdm-{self.name}.1A"
+        return self.console
+
+    @property
+    def console_peer(self) -> str | None:
+        """The device a person connects to (`cu -l`), for nmdm consoles."""
+        dev = self.console_device
+        if dev.startswith("/dev/nmdm") and dev.endswith("A"):
+            return dev[:-1] + "B"
+        return None
+
+    @property
+    def uses_nmdm(self) -> bool:
+        return self.console_device.startswith("/dev/nmdm")
