@@ -1,0 +1,1 @@
+"""The edge: everything that touches the host goes through here."""
