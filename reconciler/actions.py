@@ -1,0 +1,356 @@
+"""Actions: the idempotent steps that close the gap between desired and observed state.
+
+Pure values. Each action knows its key (what other actions depend on), the line `plan` prints
+for a person, and the argv the FreeBSD driver runs (None when the driver does it with file
+operations, or when the guest supervisor owns it). Nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Sign = Literal["+", "~", "-"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    """Base of every action. `requires` lists the keys of actions that must succeed first."""
+
+    requires: tuple[str, ...] = ()
+    guest: str | None = None  # the guest it is for; None for the host or the daemon config
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def sign(self) -> Sign:
+        return "~"
+
+    @property
+    def summary(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def argv(self) -> tuple[str, ...] | None:
+        return None
+
+    @property
+    def supervised(self) -> bool:
+        """True for guest starts and stops, which belong to the guest supervisor."""
+        return False
+
+    def describe(self) -> str:
+        """One line for a person: `+ create tap0`, `- destroy tap3 (created for guest old)`."""
+        return f"{self.sign} {self.summary}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "sign": self.sign,
+            "action": type(self).__name__,
+            "summary": self.summary,
+            "guest": self.guest,
+            "argv": list(self.argv) if self.argv is not None else None,
+            "requires": list(self.requires),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadModule(Action):
+    module: str
+
+    @property
+    def key(self) -> str:
+        return f"module:{self.module}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"load kernel module {self.module}"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("kldload", self.module)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetSysctl(Action):
+    name: str
+    value: str
+    current: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"sysctl:{self.name}"
+
+    @property
+    def summary(self) -> str:
+        was = "unset" if self.current is None else self.current
+        return f"set {self.name}={self.value} (now {was})"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("sysctl", f"{self.name}={self.value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateInterface(Action):
+    name: str
+    kind: Literal["tap", "bridge"]
+
+    @property
+    def key(self) -> str:
+        return f"interface:{self.name}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"create {self.name}" + _for(self.guest)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("ifconfig", self.name, "create")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestroyInterface(Action):
+    name: str
+    kind: Literal["tap", "bridge"]
+
+    @property
+    def key(self) -> str:
+        return f"destroy-interface:{self.name}"
+
+    @property
+    def sign(self) -> Sign:
+        return "-"
+
+    @property
+    def summary(self) -> str:
+        owner = f"guest {self.guest}" if self.guest else "a guest that is gone"
+        return f"destroy {self.name} (created for {owner})"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("ifconfig", self.name, "destroy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddMember(Action):
+    bridge: str
+    member: str
+
+    @property
+    def key(self) -> str:
+        return f"member:{self.bridge}:{self.member}"
+
+    @property
+    def summary(self) -> str:
+        return f"add {self.member} to {self.bridge}" + _for(self.guest)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("ifconfig", self.bridge, "addm", self.member)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveMember(Action):
+    bridge: str
+    member: str
+
+    @property
+    def key(self) -> str:
+        return f"remove-member:{self.bridge}:{self.member}"
+
+    @property
+    def sign(self) -> Sign:
+        return "-"
+
+    @property
+    def summary(self) -> str:
+        owner = f"guest {self.guest}" if self.guest else "a guest that is gone"
+        return f"remove {self.member} from {self.bridge} (added for {owner})"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("ifconfig", self.bridge, "deletem", self.member)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterfaceUp(Action):
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"up:{self.name}"
+
+    @property
+    def summary(self) -> str:
+        return f"bring {self.name} up"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("ifconfig", self.name, "up")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateDiskFile(Action):
+    """A sparse image, with its parent directories; never over an existing file."""
+
+    path: str
+    size: int
+    size_text: str
+
+    @property
+    def key(self) -> str:
+        return f"disk:{self.path}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"create disk image {self.path} ({self.size_text}, sparse)" + _for(self.guest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateZvol(Action):
+    zvol: str
+    size_text: str
+
+    @property
+    def key(self) -> str:
+        return f"disk:/dev/zvol/{self.zvol}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"create ZFS volume {self.zvol} ({self.size_text})" + _for(self.guest)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("zfs", "create", "-p", "-V", self.size_text, "-o", "volmode=dev", self.zvol)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CopyFile(Action):
+    """A per-guest copy of a template (the UEFI variable store); never over an existing file."""
+
+    source: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return f"file:{self.path}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"copy {self.source} to {self.path}" + _for(self.guest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Forget(Action):
+    """Drop a ledger entry whose guest is gone, leaving the thing itself in place (disks)."""
+
+    what: str
+
+    @property
+    def key(self) -> str:
+        return f"forget:{self.what}"
+
+    @property
+    def sign(self) -> Sign:
+        return "-"
+
+    @property
+    def summary(self) -> str:
+        owner = f"guest {self.guest}" if self.guest else "a guest that is gone"
+        return f"forget {self.what} (created for {owner}; kept, never deleted)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestroyVM(Action):
+    """A VM object left in vmm_dir with no bhyve: destroy it so the guest can boot clean."""
+
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"destroy-vm:{self.name}"
+
+    @property
+    def sign(self) -> Sign:
+        return "-"
+
+    @property
+    def summary(self) -> str:
+        return f"destroy stale VM {self.name} (no bhyve runs it)"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("bhyvectl", f"--vm={self.name}", "--destroy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartGuest(Action):
+    name: str
+    order: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"start:{self.name}"
+
+    @property
+    def sign(self) -> Sign:
+        return "+"
+
+    @property
+    def summary(self) -> str:
+        return f"start guest {self.name}"
+
+    @property
+    def supervised(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopGuest(Action):
+    name: str
+    reason: str
+    order: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"stop:{self.name}"
+
+    @property
+    def sign(self) -> Sign:
+        return "-"
+
+    @property
+    def summary(self) -> str:
+        return f"stop guest {self.name} ({self.reason})"
+
+    @property
+    def supervised(self) -> bool:
+        return True
+
+
+def _for(guest: str | None) -> str:
+    return f" for guest {guest}" if guest else ""
