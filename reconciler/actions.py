@@ -266,13 +266,15 @@ class CopyFile(Action):
 
 @dataclass(frozen=True, kw_only=True)
 class Forget(Action):
-    """Drop a ledger entry whose guest is gone, leaving the thing itself in place (disks)."""
+    """Drop a ledger entry, leaving the host as it is: a gone guest's disk image is kept, and an
+    interface or membership that already vanished needs no command."""
 
-    what: str
+    kind: Literal["disk", "file", "interface", "member"]
+    what: str  # the path, the interface name, or "BRIDGE MEMBER"
 
     @property
     def key(self) -> str:
-        return f"forget:{self.what}"
+        return f"forget:{self.kind}:{self.what}"
 
     @property
     def sign(self) -> Sign:
@@ -281,7 +283,9 @@ class Forget(Action):
     @property
     def summary(self) -> str:
         owner = f"guest {self.guest}" if self.guest else "a guest that is gone"
-        return f"forget {self.what} (created for {owner}; kept, never deleted)"
+        if self.kind in ("disk", "file"):
+            return f"forget {self.what} (created for {owner}; kept, never deleted)"
+        return f"forget {self.kind} {self.what} (created for {owner}; already gone)"
 
 
 @dataclass(frozen=True, kw_only=True)

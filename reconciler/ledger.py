@@ -85,10 +85,13 @@ class Ledger:
         if isinstance(action, CopyFile) and guest:
             return replace(self, files={**self.files, action.path: guest})
         if isinstance(action, Forget):
+            what = action.what
             return replace(
                 self,
-                disks={p: g for p, g in self.disks.items() if p != action.what},
-                files={p: g for p, g in self.files.items() if p != action.what},
+                interfaces={n: c for n, c in self.interfaces.items() if n != what},
+                members={k: g for k, g in self.members.items() if " ".join(k) != what},
+                disks={p: g for p, g in self.disks.items() if p != what},
+                files={p: g for p, g in self.files.items() if p != what},
             )
         return self
 

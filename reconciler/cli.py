@@ -1,0 +1,285 @@
+"""`bhyve-reconciler`: the command line. The only module that prints for people.
+
+Each subcommand is a small function that wires config, specs and the host together and turns
+results into lines and an exit status; the work itself lives in the modules it calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reconciler.bhyve import boot_commands, needs_install
+from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
+from reconciler.errors import HostRefused, ReconcilerError, SpecError
+from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
+from reconciler.host.runner import SubprocessRunner
+from reconciler.ledger import load_ledger, save_ledger
+from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
+from reconciler.specdir import ConfDir
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PENDING = 2
+SIM_PLAYGROUND = Path(".bhyve-sim")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every subcommand starts from: the daemon config and which host to talk to."""
+
+    config: DaemonConfig
+    host_kind: str  # "freebsd", "simulated" or "none" (not on FreeBSD, nothing asked)
+    sim_root: Path | None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bhyve-reconciler",
+        description="Declarative bhyve guests: one TOML file per guest, converged continuously.",
+    )
+    p.add_argument("--config", type=Path, help=f"daemon config (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("--conf-dir", type=Path, help="directory of guest specs (overrides the config)")
+    p.add_argument("--host", choices=("freebsd", "simulated"), help="which host to drive")
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="drive the simulated FreeBSD host (= --host simulated)",
+    )
+    p.add_argument(
+        "--sim-dir",
+        type=Path,
+        help=f"the simulated host's playground without --config (default ./{SIM_PLAYGROUND})",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("validate", help="check every spec file; exit 1 on any error")
+    c = sub.add_parser("commands", help="print the loader and bhyve command lines of a guest")
+    c.add_argument("name")
+    pl = sub.add_parser("plan", help="show what would change on this host, and why")
+    pl.add_argument("--json", action="store_true")
+    sub.add_parser("apply", help="make the host match conf.d once, then exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ctx = load_context(args)
+        handler = {
+            "validate": cmd_validate,
+            "commands": cmd_commands,
+            "plan": cmd_plan,
+            "apply": cmd_apply,
+        }[args.command]
+        return handler(ctx, args)
+    except HostRefused as exc:
+        print(f"bhyve-reconciler: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ReconcilerError as exc:
+        print(f"bhyve-reconciler: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def load_context(args: argparse.Namespace) -> Context:
+    host_kind = args.host or ("simulated" if args.simulate else None)
+    if args.simulate and args.host == "freebsd":
+        raise HostRefused("--simulate and --host freebsd contradict each other")
+    if host_kind is None:
+        host_kind = "freebsd" if sys.platform.startswith("freebsd") else "none"
+    config_path: Path | None = args.config
+    if config_path is None and DEFAULT_CONFIG_PATH.exists() and host_kind != "simulated":
+        config_path = DEFAULT_CONFIG_PATH
+    if config_path is not None:
+        config = read_config(config_path)
+    elif host_kind == "simulated":
+        config = playground_config(args.sim_dir or SIM_PLAYGROUND)
+    else:
+        config = DaemonConfig()
+    if args.conf_dir is not None:
+        config = config.with_conf_dir(args.conf_dir)
+    elif config_path is None and host_kind != "freebsd" and Path("conf.d").is_dir():
+        config = config.with_conf_dir(Path("conf.d"))
+    sim_root = None
+    if host_kind == "simulated":
+        sim_root = (args.sim_dir / "host") if args.sim_dir and config_path is None else None
+        sim_root = sim_root or (config.state_dir / "sim")
+    return Context(config=config, host_kind=host_kind, sim_root=sim_root)
+
+
+def read_config(path: Path) -> DaemonConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(
+            str(path), "(file)", f"cannot read the daemon config: {exc.strerror}"
+        ) from exc
+    config, problems = parse_config(text, file=str(path))
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise errors[0]
+    return config
+
+
+def playground_config(sim_dir: Path) -> DaemonConfig:
+    """Without --config, --simulate keeps everything under one directory, with the Handbook's
+    uplink (igb0 in bridge0) so the example guests reproduce the Handbook's host."""
+    base = sim_dir.absolute()
+    return replace(
+        DaemonConfig(),
+        state_dir=base / "state",
+        run_dir=base / "run",
+        conf_dir=Path("conf.d").absolute(),
+        bridges={"bridge0": ("igb0",)},
+    )
+
+
+def open_host(ctx: Context) -> FreeBSDHost:
+    """The driver for this context; refuses a real host unless it is FreeBSD or asked for."""
+    if ctx.host_kind == "none":
+        raise HostRefused(
+            "this is not FreeBSD: pass --simulate to use the simulated host, or --host freebsd "
+            "to run the FreeBSD driver with the tools on PATH"
+        )
+    if ctx.host_kind == "simulated":
+        from reconciler.sim import SimulatedHost
+
+        assert ctx.sim_root is not None
+        sim = SimulatedHost(ctx.sim_root)
+        sim.setup()
+        env = sim.env(passthrough=(ctx.config.state_dir, ctx.config.run_dir))
+        return FreeBSDHost(SubprocessRunner(env), root=sim.root, vmm_dir=ctx.config.vmm_dir)
+    return FreeBSDHost(SubprocessRunner(), vmm_dir=ctx.config.vmm_dir)
+
+
+def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) -> PlanContext:
+    return PlanContext(
+        uplinks=config.bridges,
+        guests_dir=str(config.state_dir / "guests"),
+        running=running,
+    )
+
+
+# -- validate ---------------------------------------------------------------------------------
+
+
+def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
+    root = ctx.sim_root if ctx.sim_root is not None else Path("/")
+    snapshot = ConfDir(ctx.config.conf_dir, root=root).scan()
+    by_file: dict[str, list[SpecError]] = {}
+    for problem in snapshot.problems:
+        by_file.setdefault(problem.file, []).append(problem)
+    for file in sorted(set(snapshot.files) | set(by_file)):
+        problems = by_file.get(file, [])
+        for p in problems:
+            print(format_problem(p))
+        status = snapshot.files.get(file)
+        if status is not None and not any(not p.warning for p in problems):
+            print(f"{file}: valid (guest {status.guest})")
+    if not snapshot.files:
+        print(f"{ctx.config.conf_dir}: no guest specs (*.toml)")
+    return EXIT_ERROR if any(not p.warning for p in snapshot.problems) else EXIT_OK
+
+
+def format_problem(p: SpecError) -> str:
+    return f"{p.file}: {p.key}: {'warning: ' if p.warning else ''}{p.message}"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
+    root = ctx.sim_root if ctx.sim_root is not None else Path("/")
+    snapshot = ConfDir(ctx.config.conf_dir, root=root).scan()
+    guest = snapshot.guests.get(args.name)
+    if guest is None:
+        for p in snapshot.problems:
+            if not p.warning:
+                print(f"{p.file}: {p.key}: {p.message}", file=sys.stderr)
+        print(f"bhyve-reconciler: no valid guest named {args.name!r}", file=sys.stderr)
+        return EXIT_ERROR
+    ledger = load_ledger(ctx.config.state_dir)
+    if ctx.host_kind == "none":
+        host = FreeBSDHost(SubprocessRunner(), root=root, vmm_dir=ctx.config.vmm_dir)
+        interfaces: frozenset[str] = frozenset()
+    else:
+        host = open_host(ctx)
+        interfaces = frozenset(host.observe_interfaces())
+    taps = allocate_taps(snapshot.guests, interfaces, ledger)[guest.name]
+    pctx = plan_context(ctx.config)
+    install = needs_install(guest, host.first_disk_bootable(guest))
+    boot = boot_commands(
+        guest,
+        taps=taps,
+        install=install,
+        guest_dir=str(ctx.config.state_dir / "guests" / guest.name),
+        uefi_vars=uefi_vars_path(pctx, guest),
+    )
+    if boot.loader is not None:
+        print(shlex.join(boot.loader))
+    print(shlex.join(boot.bhyve))
+    return EXIT_OK
+
+
+# -- plan and apply ---------------------------------------------------------------------------
+
+
+def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
+    host = open_host(ctx)
+    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
+    report_problems(snapshot.problems)
+    ledger = load_ledger(ctx.config.state_dir)
+    facts = host.observe(snapshot.guests, ledger)
+    actions = plan_actions(snapshot.guests, facts, ledger, plan_context(ctx.config))
+    if args.json:
+        print(json.dumps([a.as_dict() for a in actions], indent=2))
+    elif not actions:
+        print("converged: nothing to do")
+    else:
+        for action in actions:
+            print(action.describe())
+    return EXIT_PENDING if actions else EXIT_OK
+
+
+def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
+    host = open_host(ctx)
+    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
+    report_problems(snapshot.problems)
+    ledger = load_ledger(ctx.config.state_dir)
+    facts = host.observe(snapshot.guests, ledger)
+    actions = plan_actions(snapshot.guests, facts, ledger, plan_context(ctx.config))
+    report = execute_actions(actions, host.apply, ledger, on_outcome=print_outcome)
+    orders = {name: g.order for name, g in snapshot.guests.items()}
+    save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))
+    if not actions:
+        print("converged: nothing to do")
+    if report.failed:
+        print(f"{len(report.failed)} action(s) failed or were skipped; the next apply retries them")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def print_outcome(outcome: Outcome) -> None:
+    line = outcome.action.describe()
+    if outcome.status in ("done", "unchanged"):
+        print(line)
+    elif outcome.status == "failed":
+        err = outcome.error
+        assert err is not None
+        print(
+            f"{line}: FAILED: {shlex.join(err.argv)}: exit status {err.status}: "
+            f"{err.stderr.strip() or 'no output'}"
+        )
+    elif outcome.status == "skipped":
+        print(f"{line}: skipped (waiting for {', '.join(outcome.waiting_for)} which failed)")
+    else:
+        print(f"{line}: pending (guests are started and stopped by `bhyve-reconciler run`)")
+
+
+def report_problems(problems: Sequence[SpecError]) -> None:
+    for p in problems:
+        print(format_problem(p), file=sys.stderr)

@@ -1,0 +1,239 @@
+"""The FreeBSD driver: observe the host with a fixed number of commands, apply actions.
+
+`FreeBSDHost` is the only code that turns actions into host changes: through the `Runner` for
+commands, and with plain file operations (under `root`) for disk images and copied files. The
+same code runs on FreeBSD and against the simulated host, which differs only in `PATH` and
+`root`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from reconciler.actions import (
+    Action,
+    AddMember,
+    CopyFile,
+    CreateDiskFile,
+    CreateInterface,
+    CreateZvol,
+    DestroyInterface,
+    DestroyVM,
+    Forget,
+    LoadModule,
+    RemoveMember,
+)
+from reconciler.bhyve import BOOT_PROBE_BYTES, is_bootable
+from reconciler.errors import HostCommandError
+from reconciler.facts import (
+    DiskFile,
+    HostFacts,
+    Interface,
+    parse_ifconfig,
+    parse_kldstat,
+    parse_sysctl,
+    parse_zfs_volumes,
+)
+from reconciler.host.runner import Result, Runner
+from reconciler.ledger import Ledger
+from reconciler.plan import UP_ON_OPEN
+from reconciler.spec import GuestSpec
+
+OBSERVE_KLDSTAT = ("kldstat", "-v")
+OBSERVE_SYSCTL = ("sysctl", UP_ON_OPEN)
+OBSERVE_IFCONFIG = ("ifconfig", "-a")
+OBSERVE_ZFS = ("zfs", "list", "-H", "-p", "-t", "volume", "-o", "name,volsize")
+
+# FreeBSD's answers that mean "already so": the goal holds, and this pass changed nothing.
+_ALREADY: dict[type[Action], str] = {
+    LoadModule: "module already loaded or in kernel",
+    CreateInterface: "SIOCIFCREATE2: File exists",
+    AddMember: "File exists",  # ifconfig: BRDGADD tap0: File exists
+    RemoveMember: "No such file or directory",  # ifconfig: BRDGDEL tap0: No such file ...
+    DestroyInterface: "does not exist",
+    CreateZvol: "dataset already exists",
+    DestroyVM: "No such file or directory",  # vm_open: NAME could not be opened: ...
+}
+
+
+class FreeBSDHost:
+    def __init__(
+        self, runner: Runner, *, root: Path = Path("/"), vmm_dir: Path = Path("/dev/vmm")
+    ) -> None:
+        self.runner = runner
+        self.root = root
+        self.vmm_dir = vmm_dir
+
+    def host_path(self, path: str | Path) -> Path:
+        """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
+        return self.root / str(path).lstrip("/")
+
+    # -- observing -------------------------------------------------------------------------
+
+    def observe(self, desired: Mapping[str, GuestSpec], ledger: Ledger) -> HostFacts:
+        """One snapshot: kldstat, sysctl, ifconfig, and zfs only when a spec or the ledger
+        holds a zvol; then stats and a listing of vmm_dir, which run no command."""
+        modules = parse_kldstat(self._must(OBSERVE_KLDSTAT).stdout)
+        sysctl = self.runner.run(OBSERVE_SYSCTL)
+        sysctls = parse_sysctl(sysctl.stdout) if sysctl.ok else {}  # unknown oid: tap not loaded
+        interfaces = self.observe_interfaces()
+        uses_zfs = any(d.zvol for g in desired.values() for d in g.disks) or any(
+            p.startswith("/dev/zvol/") for p in ledger.disks
+        )
+        zvols = parse_zfs_volumes(self._must(OBSERVE_ZFS).stdout) if uses_zfs else None
+        disks = {
+            d.path: self.disk_facts(d.path) for g in desired.values() for d in g.disks if d.path
+        }
+        return HostFacts(
+            modules=modules,
+            sysctls=sysctls,
+            interfaces=interfaces,
+            vms=self.list_vms(),
+            zvols=zvols,
+            disks=disks,
+        )
+
+    def observe_interfaces(self) -> dict[str, Interface]:
+        return parse_ifconfig(self._must(OBSERVE_IFCONFIG).stdout)
+
+    def list_vms(self) -> frozenset[str]:
+        try:
+            return frozenset(e.name for e in os.scandir(self.host_path(self.vmm_dir)))
+        except FileNotFoundError:  # no VM exists yet: FreeBSD may not have the directory
+            return frozenset()
+
+    def disk_facts(self, path: str) -> DiskFile:
+        try:
+            st = os.stat(self.host_path(path))
+        except FileNotFoundError:
+            return DiskFile(exists=False)
+        return DiskFile(exists=True, size=st.st_size)
+
+    def first_disk_bootable(self, guest: GuestSpec) -> bool:
+        """vmrun.sh's test on the first disk: a boot sector or a UFS superblock. Read at boot
+        time only, never on every pass."""
+        try:
+            with open(self.host_path(guest.disks[0].device), "rb") as f:
+                return is_bootable(f.read(BOOT_PROBE_BYTES))
+        except OSError:
+            return False
+
+    def _must(self, argv: tuple[str, ...]) -> Result:
+        result = self.runner.run(argv)
+        if not result.ok:
+            raise HostCommandError(argv, result.status, result.stderr)
+        return result
+
+    # -- applying --------------------------------------------------------------------------
+
+    def apply(self, action: Action) -> bool:
+        """Make one action true. Returns False when the host already had it so (nothing was
+        created, so the ledger must not claim it); raises HostCommandError on failure."""
+        if isinstance(action, CreateDiskFile):
+            return self._create_disk(action)
+        if isinstance(action, CopyFile):
+            return self._copy_file(action)
+        if isinstance(action, Forget):
+            return True
+        argv = action.argv
+        if argv is None:
+            raise ValueError(f"{type(action).__name__} cannot be applied by the driver")
+        result = self.runner.run(argv)
+        if result.ok:
+            return True
+        marker = _ALREADY.get(type(action))
+        if marker is not None and marker in result.stderr:
+            return False
+        raise HostCommandError(argv, result.status, result.stderr)
+
+    def _create_disk(self, action: CreateDiskFile) -> bool:
+        target = self.host_path(action.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False  # never over an existing image
+        try:
+            os.ftruncate(fd, action.size)  # sparse, like truncate -s
+        finally:
+            os.close(fd)
+        return True
+
+    def _copy_file(self, action: CopyFile) -> bool:
+        target = Path(action.path)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():
+            return False
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(self.host_path(action.source), tmp)
+        os.replace(tmp, target)
+        return True
+
+
+Status = Literal["done", "unchanged", "failed", "skipped", "pending"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    status: Status
+    error: HostCommandError | None = None
+    waiting_for: tuple[str, ...] = ()
+
+
+@dataclass
+class ApplyReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "skipped")]
+
+    @property
+    def pending(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "pending"]
+
+
+def execute_actions(
+    actions: Iterable[Action],
+    apply_one: Callable[[Action], bool],
+    ledger: Ledger,
+    *,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> ApplyReport:
+    """Run actions in order. An action whose prerequisite failed is skipped this pass; every
+    independent action still runs; guest starts and stops (and what waits on them) are left
+    pending for the supervisor."""
+    report = ApplyReport(ledger=ledger)
+    status_of: dict[str, Status] = {}
+    for action in actions:
+        blocked = tuple(k for k in action.requires if status_of.get(k) in ("failed", "skipped"))
+        waiting = tuple(k for k in action.requires if status_of.get(k) == "pending")
+        outcome: Outcome
+        if blocked:
+            outcome = Outcome(action, "skipped", waiting_for=blocked)
+        elif action.supervised or waiting:
+            outcome = Outcome(action, "pending", waiting_for=waiting)
+        else:
+            try:
+                changed = apply_one(action)
+            except HostCommandError as exc:
+                outcome = Outcome(action, "failed", error=exc)
+            except OSError as exc:
+                err = HostCommandError(action.argv or (type(action).__name__,), 1, str(exc))
+                outcome = Outcome(action, "failed", error=err)
+            else:
+                outcome = Outcome(action, "done" if changed else "unchanged")
+                if changed or action.sign == "-":
+                    report.ledger = report.ledger.after(action)
+        status_of[action.key] = outcome.status
+        report.outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return report
