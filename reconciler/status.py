@@ -1,0 +1,109 @@
+"""Status: one row per guest, written atomically to `run_dir/status.json` after every change.
+
+The daemon builds `DaemonStatus` values and writes them; `bhyve-reconciler status` reads the
+file (no daemon round trip, so it works while the daemon is busy) and renders a table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from reconciler.ledger import write_atomic
+
+STATUS_FILE = "status.json"
+STATES = (
+    "running",
+    "starting",
+    "stopping",
+    "stopped",
+    "powered-off",
+    "crash-loop",
+    "held",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    name: str
+    state: str
+    pid: int | None = None
+    started_at: float | None = None  # wall clock (epoch seconds) of the current boot
+    boots: int = 0
+    last_exit: int | None = None  # sh-style status: 128+N for signal N
+    last_exit_meaning: str | None = None
+    next_restart_at: float | None = None  # wall clock, while in crash-loop
+    last_error: str | None = None
+    file: str | None = None
+    spec_error: str | None = None  # the file is broken: the guest keeps its last good spec
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    pid: int
+    started_at: float
+    updated_at: float
+    passes: int = 0
+    guests: tuple[GuestStatus, ...] = ()
+    problems: tuple[str, ...] = ()  # spec and host problems, one line each
+    host_errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+def write_status(run_dir: Path, status: DaemonStatus) -> None:
+    write_atomic(run_dir / STATUS_FILE, json.dumps(asdict(status), indent=1) + "\n", mode=0o644)
+
+
+def read_status(run_dir: Path) -> DaemonStatus | None:
+    try:
+        data = json.loads((run_dir / STATUS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    guests = tuple(GuestStatus(**g) for g in data.pop("guests", []))
+    problems = tuple(data.pop("problems", []))
+    host_errors = tuple(data.pop("host_errors", []))
+    return DaemonStatus(**data, guests=guests, problems=problems, host_errors=host_errors)
+
+
+def format_duration(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{s}s"
+
+
+def render_table(status: DaemonStatus, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    header = ("NAME", "STATE", "PID", "UPTIME", "BOOTS", "LAST EXIT", "NEXT RESTART", "ERROR")
+    rows = [header]
+    for g in sorted(status.guests, key=lambda g: g.name):
+        uptime = (
+            format_duration(now - g.started_at)
+            if g.started_at is not None and g.state == "running"
+            else "-"
+        )
+        last = "-" if g.last_exit is None else f"{g.last_exit} ({g.last_exit_meaning})"
+        nxt = (
+            "-"
+            if g.next_restart_at is None
+            else f"in {format_duration(max(0.0, g.next_restart_at - now))}"
+        )
+        error = g.spec_error or g.last_error or "-"
+        rows.append((g.name, g.state, str(g.pid or "-"), uptime, str(g.boots), last, nxt, error))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    lines.extend(f"problem: {p}" for p in status.problems)
+    lines.extend(f"host: {e}" for e in status.host_errors)
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,114 @@
+"""Operator commands over the control socket, the single-daemon lock, and the status file."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from reconciler.control import ControlServer, DaemonLock, Request, send_command
+from reconciler.errors import DaemonError
+from reconciler.status import DaemonStatus, GuestStatus, read_status, render_table, write_status
+
+
+def test_command_reaches_the_loop_and_the_answer_comes_back(tmp_path: Path) -> None:
+    seen: list[Request] = []
+
+    def submit(request: Request) -> None:
+        seen.append(request)
+        request.reply(True, f"{request.command} {request.guest}: done")
+
+    server = ControlServer(tmp_path, submit)
+    server.start()
+    try:
+        assert stat.S_IMODE(os.stat(tmp_path / "control.sock").st_mode) == 0o600
+        ok, message = send_command(tmp_path, "start", "web")
+    finally:
+        server.stop()
+    assert ok and message == "start web: done"
+    assert [(r.command, r.guest) for r in seen] == [("start", "web")]
+
+
+def test_answer_can_come_from_another_thread(tmp_path: Path) -> None:
+    def submit(request: Request) -> None:
+        threading.Timer(0.05, request.reply, args=(False, "no such guest")).start()
+
+    server = ControlServer(tmp_path, submit)
+    server.start()
+    try:
+        assert send_command(tmp_path, "stop", "nope") == (False, "no such guest")
+    finally:
+        server.stop()
+
+
+def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DaemonError, match="no bhyve-reconciler daemon is running"):
+        send_command(tmp_path, "start", "web")
+
+
+def test_second_daemon_on_the_same_run_dir_is_refused(tmp_path: Path) -> None:
+    first = DaemonLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(DaemonError, match=f"pid {os.getpid()}"):
+            DaemonLock(tmp_path).acquire()
+    finally:
+        first.release()
+    again = DaemonLock(tmp_path)
+    again.acquire()  # released: a new daemon may start
+    again.release()
+
+
+def test_status_round_trips_and_renders(tmp_path: Path) -> None:
+    status = DaemonStatus(
+        pid=42,
+        started_at=1000.0,
+        updated_at=1100.0,
+        guests=(
+            GuestStatus(
+                name="web",
+                state="running",
+                pid=77,
+                started_at=1000.0,
+                boots=2,
+                last_exit=0,
+                last_exit_meaning="reboot",
+            ),
+            GuestStatus(
+                name="db",
+                state="crash-loop",
+                boots=3,
+                last_exit=4,
+                last_exit_meaning="error",
+                next_restart_at=1104.0,
+                last_error="bhyve exited 4",
+            ),
+        ),
+        problems=("conf.d/x.toml: cpus: must be at least 1",),
+    )
+    write_status(tmp_path, status)
+    assert read_status(tmp_path) == status
+    table = render_table(status, now=1100.0).splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "BOOTS",
+        "LAST",
+        "EXIT",
+        "NEXT",
+        "RESTART",
+        "ERROR",
+    ]
+    assert table[1].split()[:6] == ["db", "crash-loop", "-", "-", "3", "4"]
+    assert "in 4s" in table[1] and "bhyve exited 4" in table[1]
+    assert table[2].split()[:5] == ["web", "running", "77", "1m40s", "2"]
+    assert table[3] == "problem: conf.d/x.toml: cpus: must be at least 1"
+
+
+def test_missing_status_file_reads_as_none(tmp_path: Path) -> None:
+    assert read_status(tmp_path) is None
