@@ -1,0 +1,320 @@
+"""Turns file events in one directory into few, debounced "these files changed" notifications.
+
+Owns the watchdog observer, the conf.d name rule (`is_conf_file`) and the `Debouncer` (pure timing
+rules, driven by the caller's clock). It must not read or parse the files it reports: the daemon
+re-reads specs by stat on every pass, and the periodic resync covers any event this misses.
+
+How the daemon loop consumes it: every wake-up source puts an item on one `queue.SimpleQueue`
+(its `put` is safe from signal handlers, unlike `queue.Queue`), and the loop blocks on that
+queue with a timeout equal to the time left until the next resync::
+
+    wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
+    watcher = ConfWatcher(cfg.conf_dir, lambda names: wake.put(ConfChanged(names)))
+    watcher.start()                      # raises DaemonError when conf_dir cannot be watched
+    signal.signal(signal.SIGHUP, lambda *_: wake.put(Reload()))
+    try:
+        while running:
+            try:
+                item = wake.get(timeout=max(0.0, next_resync - time.monotonic()))
+            except queue.Empty:
+                item = Resync()
+            ...drain further queued items with get_nowait(), then run one pass...
+            if not watcher.is_alive():   # conf_dir was removed or replaced
+                ...recreate the watcher on the next resync...
+    finally:
+        watcher.stop()
+
+`notify` runs on the watcher's own thread and must return quickly. A pending burst is dropped by
+`stop()`; the caller is shutting down anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Literal
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from reconciler.errors import DaemonError
+
+log = structlog.get_logger(__name__)
+
+Backend = Literal["native", "polling"]
+
+# vim writes this probe file to test whether a directory is writable.
+_VIM_PROBE = "4913"
+
+
+def is_conf_file(name: str) -> bool:
+    """Whether `name` (relative to conf.d) is a guest spec: a top-level `*.toml` that no editor
+    or deployment tool uses as scratch space (dotfiles, `#…#` autosaves, `~` backups, swap files).
+    """
+    if "/" in name or name == _VIM_PROBE:
+        return False
+    if name.startswith((".", "#")):
+        return False
+    return name.endswith(".toml") and len(name) > len(".toml")
+
+
+class Debouncer:
+    """Coalesces a burst of events into one signal: due `quiet` seconds after the last event,
+    but never later than `max_wait` seconds after the first, so a steady trickle still gets
+    through. Pure: every method takes the caller's clock value.
+    """
+
+    def __init__(self, quiet: float = 0.05, max_wait: float = 0.5) -> None:
+        if quiet <= 0:
+            raise ValueError(f"quiet must be positive, got {quiet}")
+        if max_wait < quiet:
+            raise ValueError(f"max_wait ({max_wait}) must not be shorter than quiet ({quiet})")
+        self.quiet = quiet
+        self.max_wait = max_wait
+        self._first: float | None = None
+        self._last = 0.0
+
+    @property
+    def pending(self) -> bool:
+        return self._first is not None
+
+    def event(self, now: float) -> None:
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    def deadline(self) -> float | None:
+        """When the pending burst becomes due; None when nothing is pending."""
+        if self._first is None:
+            return None
+        return min(self._last + self.quiet, self._first + self.max_wait)
+
+    def due(self, now: float) -> bool:
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline
+
+    def take(self, now: float) -> bool:
+        """True once per burst, when it is due; the next event then starts a new burst."""
+        if not self.due(now):
+            return False
+        self._first = None
+        return True
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = directory.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _path_text(path: bytes | str) -> str:
+    return os.fsdecode(path)
+
+
+def settled_paths(event: FileSystemEvent, *, close_events: bool) -> tuple[str, ...]:
+    """The file paths an event shows as finished changing: written and closed, renamed (both
+    names), deleted, or attributes changed. With a backend that reports closes (inotify), a create
+    or modify means a writer is still busy, so it waits for the close; a symlink is created whole.
+    Without closes (kqueue, polling) the debouncer's quiet period is the only guard.
+    """
+    if event.is_directory:
+        return ()
+    src = _path_text(event.src_path)
+    kind = event.event_type
+    if kind == "moved":
+        return tuple(p for p in (src, _path_text(event.dest_path)) if p)
+    if kind in ("closed", "deleted", "attrib"):
+        return (src,)
+    if kind == "created":
+        if close_events and not os.path.islink(src):
+            return ()
+        return (src,)
+    if kind == "modified":
+        return () if close_events else (src,)
+    return ()
+
+
+def _make_observer(backend: Backend, poll_interval: float) -> tuple[BaseObserver, bool]:
+    """The observer and whether it reports close-after-write."""
+    if backend == "polling":
+        return PollingObserver(timeout=poll_interval), False
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        # Full events report a file renamed in from outside the directory as a move, not as a
+        # create, which under inotify would otherwise look like a writer that has not finished.
+        return InotifyObserver(generate_full_events=True), True
+    from watchdog.observers import Observer
+
+    return Observer(), False
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, on_event: Callable[[FileSystemEvent], None]) -> None:
+        self._on_event = on_event
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self._on_event(event)
+
+
+class ConfWatcher:
+    """Watches `directory` and calls `notify(names)` with the debounced set of changed names
+    (paths relative to `directory`, as `accept` saw them).
+
+    `accept` decides which names count (default: `is_conf_file`); `recursive` also watches
+    subdirectories, for a tree such as `run_dir/guests/NAME/exit` with a matching `accept`.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        notify: Callable[[frozenset[str]], None],
+        *,
+        accept: Callable[[str], bool] = is_conf_file,
+        recursive: bool = False,
+        quiet: float = 0.05,
+        max_wait: float = 0.5,
+        backend: Backend = "native",
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.directory = Path(directory)
+        self._root = self.directory
+        self._identity: tuple[int, int] | None = None
+        self._notify = notify
+        self._accept = accept
+        self._recursive = recursive
+        self._backend = backend
+        self._poll_interval = poll_interval
+        self._debouncer = Debouncer(quiet, max_wait)
+        self._names: set[str] = set()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._gone = False
+        self._observer: BaseObserver | None = None
+        self._close_events = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._observer is not None:
+            raise RuntimeError("ConfWatcher.start() called twice")
+        if not self.directory.is_dir():
+            raise DaemonError(f"{self.directory}: not a directory, cannot watch it")
+        # Paths from the observer are absolute under the resolved directory.
+        self._root = self.directory.resolve()
+        self._identity = _identity(self.directory)
+        observer, self._close_events = _make_observer(self._backend, self._poll_interval)
+        try:
+            observer.schedule(_Handler(self._on_event), str(self._root), recursive=self._recursive)
+            observer.start()
+        except OSError as exc:
+            # inotify watch limits (ENOSPC) and permissions land here.
+            raise DaemonError(f"{self.directory}: cannot watch: {exc}") from exc
+        self._observer = observer
+        self._thread = threading.Thread(
+            target=self._deliver_loop, name=f"watch:{self.directory}", daemon=True
+        )
+        self._thread.start()
+        log.debug(
+            "watch.started",
+            dir=str(self.directory),
+            observer=type(observer).__name__,
+            close_events=self._close_events,
+        )
+
+    def stop(self) -> None:
+        """Stops watching; idempotent. Returns once no further `notify` call can start."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._observer is not None:
+            self._observer.stop()
+            if self._observer.is_alive():
+                self._observer.join()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def is_alive(self) -> bool:
+        """False once stopped, or once the watched directory was removed, renamed or replaced
+        (a fresh checkout swapped in): the caller then starts a new watcher on the path.
+        """
+        if self._observer is None or self._thread is None:
+            return False
+        with self._cond:
+            if self._gone or self._stopping:
+                return False
+        if _identity(self.directory) != self._identity:
+            return False
+        return self._observer.is_alive() and self._thread.is_alive()
+
+    def __enter__(self) -> ConfWatcher:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        if (
+            event.is_directory
+            and event.event_type in ("deleted", "moved")
+            and Path(_path_text(event.src_path)) == self._root
+        ):
+            with self._cond:
+                self._gone = True
+            log.warning("watch.dir_gone", dir=str(self.directory))
+            return
+        names = {
+            name
+            for path in settled_paths(event, close_events=self._close_events)
+            if (name := self._relative(path)) is not None and self._accept(name)
+        }
+        if not names:
+            return
+        with self._cond:
+            self._names.update(names)
+            self._debouncer.event(time.monotonic())
+            self._cond.notify_all()
+
+    def _relative(self, path: str) -> str | None:
+        try:
+            relative = PurePosixPath(path).relative_to(PurePosixPath(self._root))
+        except ValueError:
+            return None
+        name = relative.as_posix()
+        if name == "." or (not self._recursive and len(relative.parts) != 1):
+            return None
+        return name
+
+    def _deliver_loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    if self._debouncer.take(now):
+                        names = frozenset(self._names)
+                        self._names.clear()
+                        break
+                    deadline = self._debouncer.deadline()
+                    self._cond.wait(None if deadline is None else deadline - now)
+            log.debug("watch.changed", dir=str(self.directory), files=sorted(names))
+            try:
+                self._notify(names)
+            except Exception:
+                # A failing consumer must not end the watch; the next burst tries again.
+                log.exception("watch.notify_failed", dir=str(self.directory))
