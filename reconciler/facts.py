@@ -6,6 +6,7 @@ commands is the driver's job (host/freebsd.py). Formats follow reference/freebsd
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,3 +43,122 @@ class HostFacts:
     zvols: Mapping[str, int] | None = None  # name -> volsize bytes; None when not observed
     disks: Mapping[str, DiskFile] = field(default_factory=dict)  # spec path -> facts
     files: Mapping[str, bool] = field(default_factory=dict)  # other paths -> exists (ISO, firmware)
+
+
+_KLD_FILE_ROW = re.compile(r"^\s*\d+\s+\d+\s+0x[0-9a-fA-F]+\s+\S+\s+(\S+)(?:\s+\(.*\))?\s*$")
+_KLD_MODULE_ROW = re.compile(r"^\s*\d+\s+(?:\d+\s+)?(\S+)(?:\s+\(.*\))?\s*$")
+
+
+def parse_kldstat(text: str) -> frozenset[str]:
+    """Kernel modules present, from `kldstat -v` (modules, compiled-in ones included) or
+    plain `kldstat` (file names: `vmm.ko` -> `vmm`; the kernel file itself is not a module).
+    `kldstat -m NAME` output (`Id  Refs Name` then ` 17    1 vmm`) parses too."""
+    file_names: set[str] = set()
+    module_names: set[str] = set()
+    verbose = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("Id ") or stripped == "Contains modules:":
+            verbose = verbose or stripped == "Contains modules:"
+            continue
+        file_row = _KLD_FILE_ROW.match(line)
+        if file_row:
+            name = file_row.group(1)
+            if name != "kernel":
+                file_names.add(name.removesuffix(".ko"))
+            continue
+        module_row = _KLD_MODULE_ROW.match(line)
+        if module_row:
+            module_names.add(module_row.group(1))
+    return frozenset(module_names if verbose else file_names | module_names)
+
+
+_IF_HEADER = re.compile(r"^([^\s:]+): flags=([0-9a-fA-F]+)<([^>]*)>")
+_MEMBER = re.compile(r"^member: (\S+) flags=")
+_OPENED_BY = re.compile(r"^Opened by PID (\d+)$")
+_UNIT = re.compile(r"^(tap|bridge)\d+$")
+
+
+def _interface_kind(name: str, groups: tuple[str, ...]) -> InterfaceKind:
+    # A renamed tap keeps its cloner's group, so groups decide before the name does.
+    if "tap" in groups:
+        return "tap"
+    if "bridge" in groups:
+        return "bridge"
+    unit = _UNIT.match(name)
+    if unit:
+        return "tap" if unit.group(1) == "tap" else "bridge"
+    return "other"
+
+
+def parse_ifconfig(text: str) -> dict[str, Interface]:
+    """Every interface in `ifconfig -a` (or `ifconfig NAME`) output, in the order printed."""
+    blocks: list[tuple[str, int, list[str]]] = []
+    for line in text.splitlines():
+        header = _IF_HEADER.match(line)
+        if header:
+            blocks.append((header.group(1), int(header.group(2), 16), []))
+        elif blocks and line[:1].isspace():
+            blocks[-1][2].append(line.strip())
+    interfaces: dict[str, Interface] = {}
+    for name, flags, body in blocks:
+        members: list[str] = []
+        opened_by: int | None = None
+        description: str | None = None
+        groups: tuple[str, ...] = ()
+        for line in body:
+            if line.startswith("description: "):
+                description = line[len("description: ") :]
+            elif line.startswith("groups:"):
+                groups = tuple(line[len("groups:") :].split())
+            elif member := _MEMBER.match(line):
+                members.append(member.group(1))
+            elif opened := _OPENED_BY.match(line):
+                opened_by = int(opened.group(1))
+        interfaces[name] = Interface(
+            name=name,
+            kind=_interface_kind(name, groups),
+            up=bool(flags & 0x1),  # IFF_UP
+            members=tuple(members),
+            opened_by=opened_by,
+            description=description,
+            groups=groups,
+        )
+    return interfaces
+
+
+# Leaf OIDs always have a dot, so `sysctl: unknown oid ...` on a merged stderr is no value.
+_SYSCTL_LINE = re.compile(r"^([A-Za-z0-9_%-]+(?:\.[A-Za-z0-9_%-]+)+): (.*)$")
+
+
+def parse_sysctl(text: str) -> dict[str, str]:
+    """`name: value` lines; after a write (`name: 0 -> 1`) the value is the new one."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _SYSCTL_LINE.match(line)
+        if match is None:
+            continue
+        value = match.group(2)
+        old, arrow, new = value.partition(" -> ")
+        values[match.group(1)] = new if arrow else old
+    return values
+
+
+def parse_zfs_volumes(text: str) -> dict[str, int]:
+    """`zfs list -H -p -t volume -o name,volsize`: volume name -> volsize in bytes.
+
+    Raises ValueError on a size that is not a plain byte count (output made without -p),
+    rather than guess: a volume dropped here would look missing to the planner.
+    """
+    volumes: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, _, size = line.partition("\t")
+        size = size.split("\t")[0].strip()
+        if size == "-":
+            continue
+        if not size.isdigit():
+            raise ValueError(f"zfs list: volsize of {name!r} is not a byte count: {size!r}")
+        volumes[name.strip()] = int(size)
+    return volumes

@@ -1,0 +1,38 @@
+# Simulated bhyve(8): the long-running part of one guest, exec'd by the bhyve tool once the
+# VM, its taps and its pid are set up. $1 is the guest's directory under ROOT/.sim/guests.
+# A command (bhyvectl, a test's guest_do) writes an exit status to $1/cmd, then sends SIGUSR1.
+# SIGTERM is the ACPI power button: the guest powers off (exit 1) unless $1/noacpi exists.
+dir=$1
+sleeper=
+
+finish() {
+	if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null; fi
+	owner=
+	read -r owner < "$dir/pid" 2>/dev/null
+	if [ "$owner" = "$$" ]; then rm -f "$dir/pid"; fi
+	exit "$1"
+}
+
+power_button() {
+	if [ -e "$dir/noacpi" ]; then return 0; fi
+	sleep 0.05
+	finish 1
+}
+
+on_command() {
+	status=4
+	if [ -r "$dir/cmd" ]; then read -r status < "$dir/cmd"; fi
+	rm -f "$dir/cmd"
+	finish "$status"
+}
+
+trap power_button TERM
+trap on_command USR1
+# Written only once the traps are set, so whoever reads the pid can signal it safely.
+echo $$ > "$dir/pid"
+while :; do
+	sleep 3600 &
+	sleeper=$!
+	wait "$sleeper"
+	kill "$sleeper" 2>/dev/null
+done

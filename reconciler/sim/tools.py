@@ -1,0 +1,98 @@
+"""Entry point of every simulated FreeBSD tool: faults, the command log, then the tool itself.
+
+Each wrapper in ROOT/bin calls `main(tool, root, argv)`. This module owns the dispatch and the
+common prologue; the tools live in net.py, kernel.py, zfs.py and vm.py and are imported only
+when run. It must import nothing heavy: it runs once per simulated command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from reconciler.sim import state as st
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Tool = Callable[[st.Store, list[str], "Output"], int]
+
+
+class Output:
+    """What a tool prints; kept in memory so tests can run a tool in-process."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        # bhyve hands its process over to the long-running guest script once set up.
+        self.exec_argv: list[str] | None = None
+        self.exec_file = ""
+
+    def print(self, line: str) -> None:
+        self.out.append(line + "\n")
+
+    def error(self, line: str) -> None:
+        self.err.append(line + "\n")
+
+
+def _tool(name: str) -> Tool | None:
+    if name in ("ifconfig",):
+        from reconciler.sim import net
+
+        return net.ifconfig
+    if name in ("kldstat", "kldload", "kldunload", "sysctl"):
+        from reconciler.sim import kernel
+
+        return {
+            "kldstat": kernel.kldstat,
+            "kldload": kernel.kldload,
+            "kldunload": kernel.kldunload,
+            "sysctl": kernel.sysctl,
+        }[name]
+    if name == "zfs":
+        from reconciler.sim import zfs
+
+        return zfs.zfs
+    if name in ("bhyvectl", "bhyveload", "grub-bhyve", "bhyve"):
+        from reconciler.sim import vm
+
+        return {
+            "bhyvectl": vm.bhyvectl,
+            "bhyveload": vm.bhyveload,
+            "grub-bhyve": vm.grub_bhyve,
+            "bhyve": vm.bhyve,
+        }[name]
+    return None
+
+
+def run_tool(tool: str, root: str, args: list[str]) -> tuple[int, str, str, Output]:
+    """Run one simulated tool against `root`: (status, stdout, stderr, what it printed)."""
+    output = Output()
+    argv = [tool, *args]
+    function = _tool(tool)
+    if function is None:
+        return 127, "", f"{tool}: not simulated\n", output
+    with st.Store(root) as store:
+        fault = None if os.environ.get(st.UNLOGGED_ENV) else st.match_fault(store, argv)
+        if fault is not None:
+            status = fault["status"]
+            text = fault["stderr"]
+            output.err.append(text if text.endswith("\n") or not text else text + "\n")
+        else:
+            status = function(store, args, output)
+    st.log_command(root, argv, None if output.exec_argv else status)
+    return status, "".join(output.out), "".join(output.err), output
+
+
+def main(tool: str, root: str, args: list[str]) -> int:
+    status, out, err, output = run_tool(tool, root, args)
+    if out:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    if err:
+        sys.stderr.write(err)
+        sys.stderr.flush()
+    if output.exec_argv is not None:
+        os.execv(output.exec_file, output.exec_argv)
+    return status
