@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from reconciler.bhyve import boot_commands, needs_install
 from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
+from reconciler.control import daemon_pid, send_command
 from reconciler.errors import HostRefused, ReconcilerError, SpecError
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
 from reconciler.host.runner import SubprocessRunner
 from reconciler.ledger import load_ledger, save_ledger
 from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
 from reconciler.specdir import ConfDir
+from reconciler.status import read_status, render_table
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -36,6 +40,8 @@ class Context:
     config: DaemonConfig
     host_kind: str  # "freebsd", "simulated" or "none" (not on FreeBSD, nothing asked)
     sim_root: Path | None
+    config_path: Path | None = None
+    playground: bool = False  # --simulate without --config: everything under --sim-dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="show what would change on this host, and why")
     pl.add_argument("--json", action="store_true")
     sub.add_parser("apply", help="make the host match conf.d once, then exit")
+    r = sub.add_parser("run", help="the daemon: watch conf.d, converge, supervise guests")
+    r.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    st = sub.add_parser("status", help="one row per guest, from the running daemon's status file")
+    st.add_argument("--json", action="store_true")
+    for name, text in (
+        ("start", "boot a powered-off, held or failed guest now"),
+        ("stop", "stop a guest gracefully and hold it stopped"),
+        ("restart", "stop a guest gracefully, then boot it"),
+    ):
+        op = sub.add_parser(name, help=text)
+        op.add_argument("name")
+        op.add_argument("--no-wait", action="store_true", help="return once the daemon accepted")
+    co = sub.add_parser("console", help="connect to a guest's nmdm console with cu(1)")
+    co.add_argument("name")
     return p
 
 
@@ -75,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "commands": cmd_commands,
             "plan": cmd_plan,
             "apply": cmd_apply,
+            "run": cmd_run,
+            "status": cmd_status,
+            "start": cmd_operator,
+            "stop": cmd_operator,
+            "restart": cmd_operator,
+            "console": cmd_console,
         }[args.command]
         return handler(ctx, args)
     except HostRefused as exc:
@@ -106,9 +132,17 @@ def load_context(args: argparse.Namespace) -> Context:
         config = config.with_conf_dir(Path("conf.d"))
     sim_root = None
     if host_kind == "simulated":
-        sim_root = (args.sim_dir / "host") if args.sim_dir and config_path is None else None
-        sim_root = sim_root or (config.state_dir / "sim")
-    return Context(config=config, host_kind=host_kind, sim_root=sim_root)
+        if config_path is None:
+            sim_root = (args.sim_dir or SIM_PLAYGROUND).absolute() / "host"
+        else:
+            sim_root = args.sim_dir.absolute() if args.sim_dir else config.state_dir / "sim"
+    return Context(
+        config=config,
+        host_kind=host_kind,
+        sim_root=sim_root,
+        config_path=config_path,
+        playground=host_kind == "simulated" and config_path is None,
+    )
 
 
 def read_config(path: Path) -> DaemonConfig:
@@ -126,13 +160,14 @@ def read_config(path: Path) -> DaemonConfig:
 
 
 def playground_config(sim_dir: Path) -> DaemonConfig:
-    """Without --config, --simulate keeps everything under one directory, with the Handbook's
-    uplink (igb0 in bridge0) so the example guests reproduce the Handbook's host."""
-    base = sim_dir.absolute()
+    """Without --config, --simulate keeps everything under one directory: the daemon's own
+    directories live on the simulated host's file system, as they would on FreeBSD; the
+    config puts igb0 in bridge0 so the example guests reproduce the Handbook's host."""
+    host = sim_dir.absolute() / "host"
     return replace(
         DaemonConfig(),
-        state_dir=base / "state",
-        run_dir=base / "run",
+        state_dir=host / "var/db/bhyve-reconciler",
+        run_dir=host / "var/run/bhyve-reconciler",
         conf_dir=Path("conf.d").absolute(),
         bridges={"bridge0": ("igb0",)},
     )
@@ -151,7 +186,7 @@ def open_host(ctx: Context) -> FreeBSDHost:
         assert ctx.sim_root is not None
         sim = SimulatedHost(ctx.sim_root)
         sim.setup()
-        env = sim.env(passthrough=(ctx.config.state_dir, ctx.config.run_dir))
+        env = sim.env()
         return FreeBSDHost(SubprocessRunner(env), root=sim.root, vmm_dir=ctx.config.vmm_dir)
     return FreeBSDHost(SubprocessRunner(), vmm_dir=ctx.config.vmm_dir)
 
@@ -283,3 +318,94 @@ def print_outcome(outcome: Outcome) -> None:
 def report_problems(problems: Sequence[SpecError]) -> None:
     for p in problems:
         print(format_problem(p), file=sys.stderr)
+
+
+# -- the daemon and its operator commands -----------------------------------------------------
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    from reconciler.daemon import Daemon
+    from reconciler.log import configure_logging
+
+    configure_logging(args.log_format)
+    host = open_host(ctx)
+    if ctx.playground:
+        seed_install_media(ctx, host)
+    return Daemon(ctx.config, host, config_path=ctx.config_path).run()
+
+
+def seed_install_media(ctx: Context, host: FreeBSDHost) -> None:
+    """The playground's simulated host has the example guests' install media, so they boot."""
+    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
+    for guest in snapshot.guests.values():
+        if guest.install is not None:
+            iso = host.host_path(guest.install.iso)
+            if not iso.exists():
+                iso.parent.mkdir(parents=True, exist_ok=True)
+                iso.write_bytes(b"simulated install media\n")
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    status = read_status(ctx.config.run_dir)
+    pid = daemon_pid(ctx.config.run_dir)
+    if status is None:
+        print(
+            f"bhyve-reconciler: no status in {ctx.config.run_dir}: the daemon has not run there",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps({"daemon_running": pid is not None, **asdict(status)}, indent=2))
+        return EXIT_OK
+    if pid is None:
+        print(f"(no daemon is running on {ctx.config.run_dir}: this is its last status)")
+    print(render_table(status))
+    return EXIT_OK
+
+
+def cmd_operator(ctx: Context, args: argparse.Namespace) -> int:
+    ok, message = send_command(ctx.config.run_dir, args.command, args.name)
+    if not ok:
+        print(f"bhyve-reconciler: {args.command} {args.name}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    print(message)
+    if args.no_wait:
+        return EXIT_OK
+    goal = {"start": {"running"}, "restart": {"running"}, "stop": {"held", "stopped"}}
+    wanted = goal[args.command]
+    deadline = time.monotonic() + ctx.config.stop_timeout + 30
+    state = None
+    while time.monotonic() < deadline:
+        status = read_status(ctx.config.run_dir)
+        row = next((g for g in status.guests if g.name == args.name), None) if status else None
+        state = row.state if row else None
+        if state in wanted:
+            print(f"{args.name}: {state}")
+            return EXIT_OK
+        if state in ("error", "crash-loop", "powered-off") and args.command != "stop":
+            print(f"bhyve-reconciler: {args.name}: {state}", file=sys.stderr)
+            return EXIT_ERROR
+        time.sleep(0.2)
+    print(f"bhyve-reconciler: {args.name}: still {state} after waiting", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
+    snapshot = ConfDir(ctx.config.conf_dir).scan()
+    guest = snapshot.guests.get(args.name)
+    if guest is None:
+        print(f"bhyve-reconciler: no valid guest named {args.name!r}", file=sys.stderr)
+        return EXIT_ERROR
+    peer = guest.console_peer
+    if peer is None:
+        print(
+            f"bhyve-reconciler: {args.name}'s console {guest.console_device} is not an nmdm "
+            "device: connect to it directly",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    try:
+        os.execvp("cu", ["cu", "-l", peer])
+    except OSError as exc:
+        print(f"bhyve-reconciler: cannot run cu: {exc.strerror}", file=sys.stderr)
+    return EXIT_ERROR

@@ -67,6 +67,24 @@ class DaemonLock:
             self._fd = None
 
 
+def daemon_pid(run_dir: Path) -> int | None:
+    """The pid of the daemon holding run_dir's lock, or None when no daemon runs there."""
+    try:
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class ControlServer:
     """Accepts operator commands on the socket and submits them to the daemon loop."""
 

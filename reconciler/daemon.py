@@ -1,0 +1,503 @@
+"""The daemon: wiring of watch, periodic resync, reconcile passes, supervisors, signals, status.
+
+One thread decides everything: it blocks on one queue that the conf.d watcher, the run_dir
+watcher (boot records), the control socket and the signal handlers feed, and on the nearest
+timer. Each pass re-reads only changed specs, observes the host with a fixed set of commands,
+applies the plan's host actions, and hands every guest's last good spec to its supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from reconciler.bhyve import BootCommands, boot_commands, needs_install
+from reconciler.config import DaemonConfig, parse_config
+from reconciler.control import ControlServer, DaemonLock, Request
+from reconciler.errors import DaemonError, ReconcilerError
+from reconciler.facts import HostFacts
+from reconciler.host.freebsd import ApplyReport, FreeBSDHost, Outcome, execute_actions
+from reconciler.host.guests import ShimGuestOps, recorded_guests
+from reconciler.ledger import Ledger, load_ledger, save_ledger
+from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
+from reconciler.spec import GuestSpec
+from reconciler.specdir import ConfDir, ConfSnapshot
+from reconciler.status import DaemonStatus, GuestStatus, write_status
+from reconciler.supervise import CommandRefused, GuestSupervisor
+from reconciler.watch import ConfWatcher
+
+log = structlog.get_logger("reconciler.daemon")
+
+SAFETY_POLL = 5.0  # seconds: supervisors are also polled this often, in case an event is missed
+LIVE = frozenset({"running", "starting", "stopping"})
+
+
+@dataclass(frozen=True)
+class ConfChanged:
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestEvent:
+    name: str
+
+
+@dataclass(frozen=True)
+class SignalEvent:
+    signum: int
+
+
+@dataclass(frozen=True)
+class OperatorRequest:
+    request: Request
+
+
+Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
+
+
+class _RecordHandler(FileSystemEventHandler):
+    """run_dir/guests/NAME/... changed: a boot record was written (pid, exit)."""
+
+    def __init__(self, base: Path, put: Callable[[Wake], None]) -> None:
+        self._base = str(base)
+        self._put = put
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = raw.decode() if isinstance(raw, bytes) else raw
+            if path.startswith(self._base + os.sep):
+                name = path[len(self._base) + 1 :].split(os.sep, 1)[0]
+                if name and not path.endswith(".tmp"):
+                    self._put(GuestEvent(name))
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        host: FreeBSDHost,
+        *,
+        config_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.config_path = config_path
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
+        self.confdir = ConfDir(config.conf_dir, root=host.root)
+        self.snapshot: ConfSnapshot | None = None
+        self.ledger: Ledger = load_ledger(config.state_dir)
+        self.facts = HostFacts()
+        self.supervisors: dict[str, GuestSupervisor] = {}
+        self.host_errors: tuple[str, ...] = ()
+        self.blocked: set[str] = set()
+        self.passes = 0
+        self.started_at = wall_clock()
+        self._stopping = False
+        self._detach = False
+        self._status_dirty = True
+        self._next_resync = 0.0
+        self._pass_due = True
+        self._last_status: DaemonStatus | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._check_dirs()
+        lock = DaemonLock(self.config.run_dir)
+        lock.acquire()
+        control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
+        watcher = ConfWatcher(
+            self.config.conf_dir, lambda names: self.wake.put(ConfChanged(tuple(sorted(names))))
+        )
+        records = Observer()
+        guests_dir = self.config.run_dir / "guests"
+        guests_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        records.schedule(_RecordHandler(guests_dir, self.wake.put), str(guests_dir), recursive=True)
+        previous = self._install_signals()
+        try:
+            control.start()
+            watcher.start()
+            records.start()
+            log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
+            self._adopt()
+            self._loop()
+        finally:
+            self._restore_signals(previous)
+            with contextlib.suppress(Exception):
+                records.stop()
+            watcher.stop()
+            control.stop()
+            lock.release()
+        log.info("daemon.exited", detached=self._detach)
+        return 0
+
+    def _loop(self) -> None:
+        while True:
+            now = self.clock()
+            if (
+                self._stopping
+                and not self._detach
+                and all(s.settled for s in self.supervisors.values())
+            ):
+                self._write_status(force=True)
+                return
+            if self._detach:
+                self._write_status(force=True)
+                return
+            if not self._stopping and (self._pass_due or now >= self._next_resync):
+                self.reconcile()
+                continue
+            timeout = self._next_wake(now) - now
+            try:
+                item: Wake | None = self.wake.get(timeout=max(0.0, timeout))
+            except queue.Empty:
+                item = None
+            items = [item] if item is not None else []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(self.wake.get_nowait())
+            polled: set[str] = set()
+            for it in items:
+                self._handle(it, polled)
+            self._poll(None if item is None else polled)
+            self._write_status()
+
+    def _next_wake(self, now: float) -> float:
+        deadlines = [now + SAFETY_POLL]
+        if not self._stopping:
+            deadlines.append(self._next_resync)
+        deadlines.extend(
+            d for s in self.supervisors.values() if (d := s.next_deadline()) is not None
+        )
+        return min(deadlines)
+
+    def _handle(self, item: Wake, polled: set[str]) -> None:
+        if isinstance(item, ConfChanged):
+            self._pass_due = True
+        elif isinstance(item, GuestEvent):
+            polled.add(item.name)
+        elif isinstance(item, SignalEvent):
+            self._on_signal(item.signum)
+        elif isinstance(item, OperatorRequest):
+            self._operator(item.request)
+
+    def _poll(self, names: set[str] | None) -> None:
+        """Poll supervisors: those named by events, plus any whose timer is due; all of them
+        on a timeout (the safety net for a missed event)."""
+        now = self.clock()
+        for name, sup in list(self.supervisors.items()):
+            deadline = sup.next_deadline()
+            if names is None or name in names or (deadline is not None and deadline <= now):
+                before = sup.state
+                sup.poll()
+                if sup.state != before:
+                    self._status_dirty = True
+                    if sup.state not in LIVE:
+                        self._pass_due = True  # teardown may wait on this stop
+            if sup.finished:
+                del self.supervisors[name]
+                self._status_dirty = True
+                self._pass_due = True
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            previous[signum] = signal.signal(signum, self._signal_handler)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _signal_handler(self, signum: int, frame: FrameType | None) -> None:
+        self.wake.put(SignalEvent(signum))
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            log.info("daemon.reload", config=str(self.config_path))
+            self._reload_config()
+            self._pass_due = True
+        elif signum == signal.SIGUSR1:
+            log.info("daemon.detach", guests=len(self.supervisors))
+            self._detach = True
+        elif not self._stopping:
+            log.info(
+                "daemon.stopping", signal=signal.Signals(signum).name, guests=len(self.supervisors)
+            )
+            self._stopping = True
+            for sup in sorted(self.supervisors.values(), key=self._order_key, reverse=True):
+                sup.shutdown()
+            self._status_dirty = True
+
+    def _order_key(self, sup: GuestSupervisor) -> tuple[int, str]:
+        spec = self.snapshot.guests.get(sup.name) if self.snapshot else None
+        order = spec.order if spec else self.ledger.orders.get(sup.name, 0)
+        return (order, sup.name)
+
+    def _reload_config(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            config, problems = parse_config(
+                self.config_path.read_text(), file=str(self.config_path)
+            )
+        except OSError as exc:
+            log.error("config.unreadable", file=str(self.config_path), error=exc.strerror)
+            return
+        errors = [p for p in problems if not p.warning]
+        if errors:
+            for p in errors:
+                log.error("config.invalid", file=p.file, key=p.key, error=p.message)
+            return
+        kept = replace(
+            config,
+            state_dir=self.config.state_dir,
+            run_dir=self.config.run_dir,
+            conf_dir=self.config.conf_dir,
+            vmm_dir=self.config.vmm_dir,
+        )
+        self.config = kept
+
+    # -- operator commands ----------------------------------------------------------------
+
+    def _operator(self, request: Request) -> None:
+        sup = self.supervisors.get(request.guest or "")
+        if request.command not in ("start", "stop", "restart"):
+            request.reply(False, f"unknown command {request.command!r}")
+            return
+        if sup is None:
+            request.reply(False, f"no guest named {request.guest!r}")
+            return
+        try:
+            getattr(sup, request.command)()
+        except CommandRefused as exc:
+            request.reply(False, str(exc))
+            return
+        log.info("operator.command", command=request.command, guest=sup.name, state=sup.state)
+        self._status_dirty = True
+        self._write_status()
+        request.reply(True, f"{request.command}: {sup.name} is {sup.state}")
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def reconcile(self) -> ApplyReport | None:
+        """One pass: specs, host facts, host actions, then every supervisor's desired spec."""
+        self._pass_due = False
+        self._next_resync = self.clock() + self.config.resync_interval
+        self.passes += 1
+        self.snapshot = snapshot = self.confdir.scan()
+        desired = snapshot.guests
+        for p in snapshot.problems:
+            if not p.warning:
+                log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
+        try:
+            self.facts = self.host.observe(desired, self.ledger)
+        except ReconcilerError as exc:
+            log.error("host.observe_failed", error=str(exc))
+            self.host_errors = (f"observe: {exc}",)
+            self._status_dirty = True
+            self._write_status()
+            return None
+        running = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
+        ctx = PlanContext(
+            uplinks=self.config.bridges,
+            guests_dir=str(self.config.state_dir / "guests"),
+            running=running,
+        )
+        actions = plan_actions(desired, self.facts, self.ledger, ctx)
+        report = execute_actions(actions, self.host.apply, self.ledger, on_outcome=self._logged)
+        self._settle_ledger(report, desired)
+        self.host_errors = tuple(
+            f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error is not None
+        )
+        self.blocked = {
+            o.action.guest
+            for o in report.outcomes
+            if o.status in ("failed", "skipped") and o.action.guest
+        }
+        for spec in sorted(desired.values(), key=lambda g: (g.order, g.name)):
+            sup = self.supervisors.get(spec.name)
+            if sup is None:
+                if spec.name in self.blocked:
+                    continue  # its taps or disks are not there yet: the next pass retries
+                sup = self.supervisors[spec.name] = self._supervisor(spec.name, spec)
+                sup.poll()
+            else:
+                sup.desire(spec)
+        for name, sup in list(self.supervisors.items()):
+            if name not in desired:
+                sup.desire(None)
+        self._poll(set())
+        self._status_dirty = True
+        self._write_status()
+        return report
+
+    def _settle_ledger(self, report: ApplyReport, desired: Mapping[str, GuestSpec]) -> None:
+        orders = {name: g.order for name, g in desired.items()}
+        ledger = report.ledger.with_orders(orders)
+        if ledger != self.ledger:
+            save_ledger(self.config.state_dir, ledger)
+            self.ledger = ledger
+
+    def _logged(self, outcome: Outcome) -> None:
+        action = outcome.action
+        if outcome.status == "done":
+            log.info("host.changed", action=action.summary, guest=action.guest)
+        elif outcome.status == "failed":
+            err = outcome.error
+            assert err is not None
+            log.error(
+                "host.action_failed",
+                action=action.summary,
+                argv=list(err.argv),
+                status=err.status,
+                stderr=err.stderr.strip(),
+            )
+        elif outcome.status == "skipped":
+            log.warning(
+                "host.action_skipped", action=action.summary, waiting_for=list(outcome.waiting_for)
+            )
+
+    # -- supervisors ---------------------------------------------------------------------
+
+    def _adopt(self) -> None:
+        """Before the first pass: a supervisor for every guest with a boot record, so a running
+        guest is adopted (never booted twice) even when its file is gone."""
+        self.snapshot = self.confdir.scan()
+        for name in recorded_guests(self.config.run_dir):
+            spec = self.snapshot.guests.get(name)
+            self.supervisors[name] = self._supervisor(name, spec)
+            log.info("guest.found_record", guest=name, state=self.supervisors[name].state)
+        self._pass_due = True
+
+    def _supervisor(self, name: str, spec: GuestSpec | None) -> GuestSupervisor:
+        ops = ShimGuestOps(
+            name,
+            runner=self.host.runner,
+            run_dir=self.config.run_dir,
+            vmm_dir=self.host.host_path(self.config.vmm_dir),
+        )
+        return GuestSupervisor(
+            name,
+            spec=spec,
+            ops=ops,
+            prepare_boot=self.prepare_boot,
+            clock=self.clock,
+            log=structlog.get_logger("reconciler.guest"),
+            stop_timeout=self.config.stop_timeout,
+        )
+
+    def prepare_boot(self, spec: GuestSpec) -> BootCommands:
+        """What the next boot of `spec` runs: its taps, and install mode from its first disk."""
+        desired = dict(self.snapshot.guests) if self.snapshot else {}
+        desired[spec.name] = spec
+        taps = allocate_taps(desired, self.facts.interfaces, self.ledger)[spec.name]
+        install = needs_install(spec, self.host.first_disk_bootable(spec))
+        ctx = PlanContext(guests_dir=str(self.config.state_dir / "guests"))
+        return boot_commands(
+            spec,
+            taps=taps,
+            install=install,
+            guest_dir=str(self.config.state_dir / "guests" / spec.name),
+            uefi_vars=uefi_vars_path(ctx, spec),
+        )
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> DaemonStatus:
+        now_m, now_w = self.clock(), self.wall_clock()
+
+        def wall(t: float | None) -> float | None:
+            return None if t is None else now_w - (now_m - t)
+
+        files = self.snapshot.files if self.snapshot else {}
+        errors_by_guest: dict[str, str] = {}
+        file_of: dict[str, str] = {}
+        for f, st in files.items():
+            if st.guest:
+                file_of[st.guest] = f
+        problems = self.snapshot.problems if self.snapshot else ()
+        for p in problems:
+            if p.warning:
+                continue
+            owner = files.get(p.file)
+            if owner is not None and owner.guest:
+                errors_by_guest.setdefault(owner.guest, f"{p.key}: {p.message}")
+        rows = []
+        for name, sup in sorted(self.supervisors.items()):
+            snap = sup.snapshot()
+            rows.append(
+                GuestStatus(
+                    name=name,
+                    state=snap.state,
+                    pid=snap.pid,
+                    started_at=wall(snap.started_at),
+                    boots=snap.boots,
+                    last_exit=snap.last_exit_status,
+                    last_exit_meaning=snap.last_exit_meaning,
+                    next_restart_at=wall(snap.next_restart_at),
+                    last_error=snap.last_error,
+                    file=file_of.get(name),
+                    spec_error=errors_by_guest.get(name),
+                )
+            )
+        return DaemonStatus(
+            pid=os.getpid(),
+            started_at=self.started_at,
+            updated_at=now_w,
+            passes=self.passes,
+            guests=tuple(rows),
+            problems=tuple(
+                f"{p.file}: {p.key}: {'warning: ' if p.warning else ''}{p.message}"
+                for p in problems
+            ),
+            host_errors=self.host_errors,
+        )
+
+    def _write_status(self, force: bool = False) -> None:
+        if not (self._status_dirty or force):
+            return
+        status = self.status()
+        comparable = replace(status, updated_at=0.0)
+        if force or self._last_status is None or comparable != self._last_status:
+            write_status(self.config.run_dir, status)
+            self._last_status = comparable
+        self._status_dirty = False
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _check_dirs(self) -> None:
+        for d in (self.config.run_dir, self.config.state_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(d, 0o700)
+        try:
+            st = os.stat(self.config.conf_dir)
+        except FileNotFoundError:
+            raise DaemonError(f"conf_dir {self.config.conf_dir} does not exist") from None
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise DaemonError(
+                f"conf_dir {self.config.conf_dir} is writable by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}): anyone who can write there can run "
+                "guests as root; chmod go-w it"
+            )
+        if os.geteuid() == 0 and st.st_uid != 0:
+            raise DaemonError(f"conf_dir {self.config.conf_dir} is not owned by root")
