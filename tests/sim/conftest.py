@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +28,31 @@ def tool(host: SimulatedHost) -> Run:
         )
 
     return run
+
+
+Boot = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def boot(host: SimulatedHost) -> Iterator[Boot]:
+    """Start a simulated bhyve as the supervisor would; every one left is killed afterwards."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*argv: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            ["bhyve", *argv],
+            env=host.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
