@@ -1,0 +1,270 @@
+"""The `conf.d/` directory as a set of accepted guest specs, re-read as cheaply as possible.
+
+Edge code whose only I/O is listing, stat and read: it turns files into a `ConfSnapshot`
+(the accepted guests, every problem, each file's status) and never writes, runs or logs.
+A broken, refused or conflicting file keeps its guest's last good spec (DESIGN.md rule 2).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from reconciler.errors import SpecError
+from reconciler.spec import Candidate, GuestSpec, check_conflicts, parse_guest_text
+
+FileState = Literal["valid", "invalid", "conflict", "refused"]
+# What a file's stat must keep for its last parse to stay good (DESIGN.md rule 7).
+StatSignature = tuple[int, int, int, int, int]
+
+MAX_SPEC_BYTES = 1 << 20
+_FILE_KEY = "(file)"
+_DIR_KEY = "(directory)"
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """How one spec file fared in a scan. `guest` is the guest it provides, if any."""
+
+    file: str
+    status: FileState
+    guest: str | None = None
+    using_last_good: bool = False
+
+
+@dataclass(frozen=True)
+class ConfSnapshot:
+    """One scan of `conf.d/`: the desired guests, and what is wrong with which file."""
+
+    guests: Mapping[str, GuestSpec]
+    problems: tuple[SpecError, ...]
+    files: Mapping[str, FileStatus]
+    generation: int
+
+    @property
+    def errors(self) -> tuple[SpecError, ...]:
+        return tuple(p for p in self.problems if not p.warning)
+
+    @property
+    def warnings(self) -> tuple[SpecError, ...]:
+        return tuple(p for p in self.problems if p.warning)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A file's content as of one stat signature."""
+
+    signature: StatSignature
+    spec: GuestSpec | None
+    errors: tuple[SpecError, ...]
+    refused: bool = False
+
+
+def is_spec_file_name(name: str) -> bool:
+    """Whether `name` in conf.d is a spec, not a dotfile, editor debris or a temp file."""
+    return (
+        name.endswith(".toml") and len(name) > len(".toml") and not name.startswith((".", "#", "~"))
+    )
+
+
+def _signature(st: os.stat_result) -> StatSignature:
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode, st.st_uid)
+
+
+class ConfDir:
+    """Scans a spec directory, re-parsing only files whose stat signature changed.
+
+    `root` prefixes host paths checked for existence (ISO, firmware), so a simulated host can
+    keep them under its own directory. `parses` counts files actually read and parsed.
+    """
+
+    def __init__(self, path: Path, *, root: Path = Path("/"), euid: int | None = None) -> None:
+        self.path = path
+        self.root = root
+        self.euid = os.geteuid() if euid is None else euid
+        self.parses = 0
+        self._parsed: dict[str, _Parsed] = {}
+        self._last_good: dict[str, GuestSpec] = {}
+        self._previous: ConfSnapshot = ConfSnapshot(
+            guests=MappingProxyType({}), problems=(), files=MappingProxyType({}), generation=0
+        )
+
+    @property
+    def snapshot(self) -> ConfSnapshot:
+        """The result of the last scan (empty before the first)."""
+        return self._previous
+
+    def scan(self) -> ConfSnapshot:
+        """Re-read what changed and return the new desired set with every problem."""
+        try:
+            names = sorted(
+                entry.name for entry in os.scandir(self.path) if is_spec_file_name(entry.name)
+            )
+        except OSError as exc:
+            # An unreadable conf.d says nothing about the guests: keep them all.
+            problem = SpecError(str(self.path), _DIR_KEY, f"cannot list: {exc.strerror}")
+            return self._publish(self._previous.guests, [problem], self._previous.files)
+
+        current: dict[str, _Parsed] = {}
+        for name in names:
+            file = str(self.path / name)
+            parsed = self._load(file, name[: -len(".toml")])
+            if parsed is not None:
+                current[file] = parsed
+        self._parsed = current
+        self._last_good = {f: s for f, s in self._last_good.items() if f in current}
+        return self._resolve(current)
+
+    def _load(self, file: str, stem: str) -> _Parsed | None:
+        """The file's parse, from cache when its stat is unchanged; None when it is gone."""
+        try:
+            st = os.stat(file)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        cached = self._parsed.get(file)
+        if cached is not None and cached.signature == _signature(st):
+            return cached
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scan.
+            fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            return _Parsed(_signature(st), None, (SpecError(file, _FILE_KEY, str(exc.strerror)),))
+        with os.fdopen(fd, "rb") as handle:
+            # Judge and cache the file actually opened, not the one stat saw a moment ago.
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            refusal = self._refusal(file, st)
+            if refusal is not None:
+                return _Parsed(_signature(st), None, (refusal,), refused=True)
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        self.parses += 1
+        if len(raw) > MAX_SPEC_BYTES:
+            too_big = SpecError(file, _FILE_KEY, f"larger than {MAX_SPEC_BYTES} bytes")
+            return _Parsed(_signature(st), None, (too_big,))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            not_text = SpecError(file, _FILE_KEY, f"not UTF-8 text (byte {exc.start})")
+            return _Parsed(_signature(st), None, (not_text,))
+        spec, errors = parse_guest_text(text, file=file, stem=stem)
+        return _Parsed(_signature(st), spec, tuple(errors))
+
+    def _refusal(self, file: str, st: os.stat_result) -> SpecError | None:
+        """Why a file others could have written is not trusted, as sshd treats authorized_keys."""
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return SpecError(
+                file,
+                _FILE_KEY,
+                f"refused: mode {mode:04o} lets group or others write it (chmod go-w)",
+            )
+        if self.euid == 0 and st.st_uid != 0:
+            return SpecError(
+                file, _FILE_KEY, f"refused: owned by uid {st.st_uid}, not root (chown root)"
+            )
+        return None
+
+    def _resolve(self, current: Mapping[str, _Parsed]) -> ConfSnapshot:
+        """Settle conflicts, fall back to last good specs, and publish the result."""
+        incumbents = {name: spec.source for name, spec in self._previous.guests.items()}
+        mtimes = {file: parsed.signature[0] for file, parsed in current.items()}
+        chosen: dict[str, GuestSpec] = {}
+        for file, parsed in current.items():
+            spec = parsed.spec if parsed.spec is not None else self._last_good.get(file)
+            if spec is not None:
+                chosen[file] = spec
+
+        def settle() -> tuple[set[str], dict[str, list[SpecError]]]:
+            candidates = [Candidate(f, s, mtimes[f]) for f, s in chosen.items()]
+            accepted, errors = check_conflicts(candidates, incumbents)
+            by_file: dict[str, list[SpecError]] = {}
+            for error in errors:
+                by_file.setdefault(error.file, []).append(error)
+            return {c.file for c in accepted}, by_file
+
+        accepted, conflicts = settle()
+        # A file whose edit conflicts keeps its last good spec, which was conflict-free when
+        # it was accepted; settle again with those in place.
+        fallen_back = {
+            file
+            for file in conflicts
+            if file in self._last_good and chosen[file] != self._last_good[file]
+        }
+        if fallen_back:
+            for file in fallen_back:
+                chosen[file] = self._last_good[file]
+            accepted, second = settle()
+            # A fallen-back file still reports why its edit was refused; for every other file
+            # only the final settlement counts.
+            conflicts = {f: conflicts[f] + second.get(f, []) for f in fallen_back} | {
+                f: errors for f, errors in second.items() if f not in fallen_back
+            }
+
+        problems: list[SpecError] = []
+        files: dict[str, FileStatus] = {}
+        guests: dict[str, GuestSpec] = {}
+        for file, parsed in current.items():
+            spec = chosen.get(file) if file in accepted else None
+            using_last_good = spec is not None and spec is not parsed.spec
+            if spec is not None:
+                guests[spec.name] = spec
+                if not using_last_good:
+                    self._last_good[file] = spec
+                problems.extend(self._missing_files(spec))
+            problems.extend(parsed.errors)
+            problems.extend(conflicts.get(file, ()))
+            status: FileState
+            if parsed.refused:
+                status = "refused"
+            elif parsed.errors:
+                status = "invalid"
+            elif file in conflicts or spec is None:
+                status = "conflict"
+            else:
+                status = "valid"
+            named = spec or parsed.spec
+            files[file] = FileStatus(
+                file=file,
+                status=status,
+                guest=named.name if named is not None else None,
+                using_last_good=using_last_good,
+            )
+        return self._publish(guests, problems, files)
+
+    def _missing_files(self, spec: GuestSpec) -> list[SpecError]:
+        """Warnings for install media and firmware not (yet) on the host."""
+        wanted: list[tuple[str, str]] = []
+        if spec.install is not None:
+            wanted.append(("install.iso", spec.install.iso))
+        if spec.loader == "uefi":
+            wanted.append(("uefi.firmware", spec.uefi.firmware))
+        return [
+            SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
+            for key, path in wanted
+            if not (self.root / path.lstrip("/")).exists()
+        ]
+
+    def _publish(
+        self,
+        guests: Mapping[str, GuestSpec],
+        problems: list[SpecError],
+        files: Mapping[str, FileStatus],
+    ) -> ConfSnapshot:
+        previous = self._previous
+        changed = dict(guests) != dict(previous.guests)
+        snapshot = ConfSnapshot(
+            guests=MappingProxyType(dict(guests)),
+            problems=tuple(sorted(problems, key=lambda p: (p.file, p.key))),
+            files=MappingProxyType(dict(files)),
+            generation=previous.generation + 1 if changed else previous.generation,
+        )
+        self._previous = snapshot
+        return snapshot
