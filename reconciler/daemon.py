@@ -21,8 +21,6 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from reconciler.bhyve import BootCommands, boot_commands, needs_install
 from reconciler.config import DaemonConfig, parse_config
@@ -68,20 +66,9 @@ class OperatorRequest:
 Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
 
 
-class _RecordHandler(FileSystemEventHandler):
-    """run_dir/guests/NAME/... changed: a boot record was written (pid, exit)."""
-
-    def __init__(self, base: Path, put: Callable[[Wake], None]) -> None:
-        self._base = str(base)
-        self._put = put
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            path = raw.decode() if isinstance(raw, bytes) else raw
-            if path.startswith(self._base + os.sep):
-                name = path[len(self._base) + 1 :].split(os.sep, 1)[0]
-                if name and not path.endswith(".tmp"):
-                    self._put(GuestEvent(name))
+def is_boot_record(name: str) -> bool:
+    """The boot records worth waking for: bhyve started (its pid) or the boot ended (exit)."""
+    return name.endswith(("/exit", "/bhyve.pid", "/loader.pid"))
 
 
 class Daemon:
@@ -115,6 +102,7 @@ class Daemon:
         self._next_resync = 0.0
         self._pass_due = True
         self._last_status: DaemonStatus | None = None
+        self._watcher: ConfWatcher | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -123,30 +111,40 @@ class Daemon:
         lock = DaemonLock(self.config.run_dir)
         lock.acquire()
         control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
-        watcher = ConfWatcher(
-            self.config.conf_dir, lambda names: self.wake.put(ConfChanged(tuple(sorted(names))))
-        )
-        records = Observer()
         guests_dir = self.config.run_dir / "guests"
         guests_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        records.schedule(_RecordHandler(guests_dir, self.wake.put), str(guests_dir), recursive=True)
+        records = ConfWatcher(
+            guests_dir, self._on_records, accept=is_boot_record, recursive=True, quiet=0.01
+        )
         previous = self._install_signals()
         try:
             control.start()
-            watcher.start()
+            self._watcher = self._start_watcher()
             records.start()
             log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
             self._adopt()
             self._loop()
         finally:
             self._restore_signals(previous)
-            with contextlib.suppress(Exception):
-                records.stop()
-            watcher.stop()
+            records.stop()
+            if self._watcher is not None:
+                self._watcher.stop()
             control.stop()
             lock.release()
         log.info("daemon.exited", detached=self._detach)
         return 0
+
+    def _start_watcher(self) -> ConfWatcher:
+        watcher = ConfWatcher(self.config.conf_dir, self._on_conf)
+        watcher.start()
+        return watcher
+
+    def _on_conf(self, names: frozenset[str]) -> None:
+        self.wake.put(ConfChanged(tuple(sorted(names))))
+
+    def _on_records(self, names: frozenset[str]) -> None:
+        for guest in {n.split("/", 1)[0] for n in names}:
+            self.wake.put(GuestEvent(guest))
 
     def _loop(self) -> None:
         while True:
@@ -304,6 +302,14 @@ class Daemon:
         self._pass_due = False
         self._next_resync = self.clock() + self.config.resync_interval
         self.passes += 1
+        if self._watcher is not None and not self._watcher.is_alive():
+            # conf_dir was removed, renamed or swapped (a symlink to a new checkout): watch anew.
+            self._watcher.stop()
+            try:
+                self._watcher = self._start_watcher()
+                log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
+            except DaemonError as exc:  # the dead watcher stays: the next pass tries again
+                log.error("watch.failed", conf_dir=str(self.config.conf_dir), error=str(exc))
         self.snapshot = snapshot = self.confdir.scan()
         desired = snapshot.guests
         for p in snapshot.problems:
