@@ -3,10 +3,8 @@
 # A command (bhyvectl, a test's guest_do) writes an exit status to $1/cmd, then sends SIGUSR1.
 # SIGTERM is the ACPI power button: the guest powers off (exit 1) unless $1/noacpi exists.
 dir=$1
-sleeper=
 
 finish() {
-	if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null; fi
 	owner=
 	read -r owner < "$dir/pid" 2>/dev/null
 	if [ "$owner" = "$$" ]; then rm -f "$dir/pid"; fi
@@ -30,9 +28,9 @@ trap power_button TERM
 trap on_command USR1
 # Written only once the traps are set, so whoever reads the pid can signal it safely.
 echo $$ > "$dir/pid"
+# Block in the read builtin on a FIFO nobody writes: no child process (a sleep would be
+# orphaned by SIGKILL), and a trapped signal interrupts the read.
+exec 3<>"$dir/wake"
 while :; do
-	sleep 3600 &
-	sleeper=$!
-	wait "$sleeper"
-	kill "$sleeper" 2>/dev/null
+	read -r _ <&3
 done

@@ -81,8 +81,10 @@ class SimulatedHost:
         return self
 
     def _write_wrapper(self, tool: str) -> None:
+        # -S: no site-packages to scan; -E: PYTHONDONTWRITEBYTECODE would otherwise make
+        # every tool run recompile the sim's modules.
         text = (
-            f"#!{sys.executable} -S\n"
+            f"#!{sys.executable} -SE\n"
             "import sys\n"
             f"sys.path.insert(0, {_PACKAGE_PARENT!r})\n"
             "from reconciler.sim.tools import main\n"

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from reconciler.facts import parse_ifconfig
 from reconciler.sim import SimulatedHost
+from reconciler.sim.host import CommandRecord
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 Boot = Callable[..., subprocess.Popen[str]]
@@ -254,3 +256,21 @@ def test_guest_do_without_a_running_guest(ready: SimulatedHost) -> None:
         ready.guest_do(GUEST, "reboot")
     with pytest.raises(ValueError, match="explode"):
         ready.guest_do(GUEST, "explode")
+
+
+def test_a_guest_is_one_light_process(ready: SimulatedHost, boot: Boot) -> None:
+    _, pid = running(ready, boot)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        pytest.skip("needs Linux /proc")
+    # No child (such as a sleep) that a SIGKILL would orphan.
+    assert children.read_text().split() == []
+    assert Path(f"/proc/{pid}/comm").read_text().strip() in ("sh", "dash")
+
+
+def test_bhyve_is_logged_when_it_becomes_the_guest(ready: SimulatedHost, boot: Boot) -> None:
+    ready.clear_commands()
+    process, _ = running(ready, boot)
+    assert ready.command_records() == [CommandRecord(("bhyve", *HANDBOOK_ARGV), None)]
+    ready.guest_do(GUEST, "halt")
+    assert process.wait(timeout=10) == 2
