@@ -172,8 +172,13 @@ class _Stop:
 def boot_key(spec: GuestSpec) -> GuestSpec:
     """The spec with the fields that do not change what boots blanked out."""
     return dataclasses.replace(
-        spec, restart="on-failure", on_change="restart", stop_timeout=None, order=0,
-        state="running", source="",
+        spec,
+        restart="on-failure",
+        on_change="restart",
+        stop_timeout=None,
+        order=0,
+        state="running",
+        source="",
     )
 
 
@@ -348,8 +353,13 @@ class GuestSupervisor:
             if rec.outcome in ("held", "stopped"):
                 self._held = rec.outcome == "held"
                 self._pending_stop = True
-            self._log.info("guest.adopted", guest=self.name, pid=self._pid,
-                           shim_pid=self._shim_pid, state=self._state)
+            self._log.info(
+                "guest.adopted",
+                guest=self.name,
+                pid=self._pid,
+                shim_pid=self._shim_pid,
+                state=self._state,
+            )
             return
         if rec.outcome in ("held", "stopped"):
             self._held = rec.outcome == "held"
@@ -387,9 +397,7 @@ class GuestSupervisor:
         elif not self._wants_running():
             return
         elif self._state == "stopped" or (
-            self._state == "crash-loop"
-            and self._restart_at is not None
-            and now >= self._restart_at
+            self._state == "crash-loop" and self._restart_at is not None and now >= self._restart_at
         ):
             self._boot(now)
 
@@ -461,8 +469,14 @@ class GuestSupervisor:
         if not reboot:
             self._running_since = now
         self._state = "starting"
-        self._log.info("guest.booting", guest=self.name, boot=self._boots, reboot=reboot,
-                       loader=plan.loader[0] if plan.loader else None, shim_pid=shim_pid)
+        self._log.info(
+            "guest.booting",
+            guest=self.name,
+            boot=self._boots,
+            reboot=reboot,
+            loader=plan.loader[0] if plan.loader else None,
+            shim_pid=shim_pid,
+        )
 
     def _watch(self, now: float) -> None:
         """Look at the live boot: has bhyve started, has the boot ended, is a timer due?"""
@@ -497,9 +511,15 @@ class GuestSupervisor:
     def _ended(self, exit: ExitStatus, now: float, rec: BootRecord) -> None:
         pid = rec.bhyve_pid if exit.phase == "bhyve" else rec.loader_pid
         self._last_exit = exit
-        self._log.info("guest.exited", guest=self.name, pid=pid or self._pid,
-                       status=exit.shell_status, signal=exit.signal, meaning=exit.meaning,
-                       phase=exit.phase)
+        self._log.info(
+            "guest.exited",
+            guest=self.name,
+            pid=pid or self._pid,
+            status=exit.shell_status,
+            signal=exit.signal,
+            meaning=exit.meaning,
+            phase=exit.phase,
+        )
         self._pid = None
         self._shim_pid = None
         if self._stop is not None or not self._wants_running() or self._spec is None:
@@ -532,8 +552,9 @@ class GuestSupervisor:
         self._pid = None
         self._restart_at = now + delay
         self._ops.set_outcome(f"crash-loop {self._history.streak}")
-        self._log.warning("guest.restart_scheduled", guest=self.name, delay=delay,
-                          streak=self._history.streak)
+        self._log.warning(
+            "guest.restart_scheduled", guest=self.name, delay=delay, streak=self._history.streak
+        )
 
     # ---- stopping ----------------------------------------------------------------------
 
@@ -553,8 +574,13 @@ class GuestSupervisor:
         self._state = "stopping"
         self._restart_at = None
         self._ops.set_outcome("held" if self._held else "stopped")
-        self._log.info("guest.stopping", guest=self.name, pid=rec.bhyve_pid,
-                       stop_timeout=timeout, phase=self._stop.phase)
+        self._log.info(
+            "guest.stopping",
+            guest=self.name,
+            pid=rec.bhyve_pid,
+            stop_timeout=timeout,
+            phase=self._stop.phase,
+        )
         self._advance_stop(rec, now)
 
     def _advance_stop(self, rec: BootRecord, now: float) -> None:
@@ -574,8 +600,9 @@ class GuestSupervisor:
         if now < stop.deadline:
             return
         if stop.phase == "acpi":
-            self._log.warning("guest.forced_poweroff", guest=self.name, pid=bhyve,
-                              after=stop.timeout)
+            self._log.warning(
+                "guest.forced_poweroff", guest=self.name, pid=bhyve, after=stop.timeout
+            )
             try:
                 self._ops.force_poweroff()
             except ReconcilerError as exc:

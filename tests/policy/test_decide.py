@@ -44,8 +44,16 @@ def test_clean_stop_boots_again_with_restart_always(exit: ExitStatus) -> None:
     assert decision.destroy
 
 
-FAILURES = [bhyve(3), bhyve(4), bhyve(100), bhyve(137), bhyve(143), loader(64), loader(137),
-            ExitStatus(None, None)]
+FAILURES = [
+    bhyve(3),
+    bhyve(4),
+    bhyve(100),
+    bhyve(137),
+    bhyve(143),
+    loader(64),
+    loader(137),
+    ExitStatus(None, None),
+]
 
 
 @pytest.mark.parametrize("exit", FAILURES)

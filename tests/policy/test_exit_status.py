@@ -9,8 +9,17 @@ from reconciler.policy import ExitStatus
 
 @pytest.mark.parametrize(
     ("status", "meaning"),
-    [(0, "reboot"), (1, "poweroff"), (2, "halt"), (3, "triple-fault"), (4, "error"),
-     (64, "error"), (100, "error"), (127, "error"), (128, "error")],
+    [
+        (0, "reboot"),
+        (1, "poweroff"),
+        (2, "halt"),
+        (3, "triple-fault"),
+        (4, "error"),
+        (64, "error"),
+        (100, "error"),
+        (127, "error"),
+        (128, "error"),
+    ],
 )
 def test_bhyve_exit_codes(status: int, meaning: str) -> None:
     exit = ExitStatus.from_shell("bhyve", status)
@@ -35,8 +44,14 @@ def test_status_past_the_signal_range_is_a_plain_error() -> None:
 
 @pytest.mark.parametrize(
     ("status", "meaning"),
-    [(1, "loader-quit"), (2, "loader-reboot"), (64, "loader-error"), (3, "loader-error"),
-     (0, "loader-error"), (143, "signal")],
+    [
+        (1, "loader-quit"),
+        (2, "loader-reboot"),
+        (64, "loader-error"),
+        (3, "loader-error"),
+        (0, "loader-error"),
+        (143, "signal"),
+    ],
 )
 def test_loader_exit_codes(status: int, meaning: str) -> None:
     exit = ExitStatus.from_shell("loader", status)

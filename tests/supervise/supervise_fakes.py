@@ -89,8 +89,9 @@ class FakeOps:
 
     def end(self, phase: str, status: int) -> None:
         """The boot ends as the shim records it: every process gone, an exit line."""
-        self.rec = replace(self.rec, exit=ExitStatus.from_shell(
-            "loader" if phase == "loader" else "bhyve", status))
+        self.rec = replace(
+            self.rec, exit=ExitStatus.from_shell("loader" if phase == "loader" else "bhyve", status)
+        )
         for pid in (self.rec.shim_pid, self.rec.loader_pid, self.rec.bhyve_pid):
             if pid is not None:
                 self.live.discard(pid)
@@ -168,8 +169,14 @@ class FakeOps:
 class Rig:
     """One supervised guest on a fake clock with fake ops."""
 
-    def __init__(self, spec: GuestSpec | None, *, stop_timeout: float = 30.0,
-                 ops: FakeOps | None = None, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        spec: GuestSpec | None,
+        *,
+        stop_timeout: float = 30.0,
+        ops: FakeOps | None = None,
+        clock: FakeClock | None = None,
+    ) -> None:
         self.clock = clock or FakeClock()
         self.ops = ops or FakeOps(self.clock)
         self.prepare = Preparer()

@@ -11,8 +11,9 @@ from reconciler.supervise import BootRecord
 SHIM, BHYVE = 501, 502
 
 
-def rig_with(rec: BootRecord, *, live: tuple[int, ...] = (), vm: bool = False,
-             **fields: object) -> Rig:
+def rig_with(
+    rec: BootRecord, *, live: tuple[int, ...] = (), vm: bool = False, **fields: object
+) -> Rig:
     clock = FakeClock()
     ops = FakeOps(clock)
     ops.set_record(rec, live=live, vm=vm)
@@ -21,8 +22,9 @@ def rig_with(rec: BootRecord, *, live: tuple[int, ...] = (), vm: bool = False,
 
 def test_live_guest_is_adopted_and_no_second_bhyve_starts() -> None:
     with capture_logs() as logs:
-        rig = rig_with(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, bhyve_age=90.0),
-                       live=(SHIM, BHYVE), vm=True)
+        rig = rig_with(
+            BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, bhyve_age=90.0), live=(SHIM, BHYVE), vm=True
+        )
         for _ in range(5):
             rig.sup.poll()
             rig.clock.advance(1)
@@ -50,8 +52,10 @@ def test_adopted_guest_is_watched_and_stopped_like_our_own() -> None:
     rig = rig_with(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE), live=(SHIM, BHYVE), vm=True)
     rig.sup.poll()
     rig.sup.stop()
-    assert rig.ops.calls == [(rig.clock.now, "signal-SIGTERM", BHYVE),
-                             (rig.clock.now, "destroy", None)]
+    assert rig.ops.calls == [
+        (rig.clock.now, "signal-SIGTERM", BHYVE),
+        (rig.clock.now, "destroy", None),
+    ]
     assert rig.sup.state == "held"
 
 
@@ -66,8 +70,7 @@ def test_adopted_guest_whose_shim_was_killed_is_watched_through_bhyve() -> None:
 
 
 def test_guest_in_its_loader_is_adopted_as_starting() -> None:
-    rig = rig_with(BootRecord(shim_pid=SHIM, loader_pid=BHYVE - 1), live=(SHIM, BHYVE - 1),
-                   vm=True)
+    rig = rig_with(BootRecord(shim_pid=SHIM, loader_pid=BHYVE - 1), live=(SHIM, BHYVE - 1), vm=True)
     rig.sup.poll()
     assert rig.sup.state == "starting"
     rig.ops.run_bhyve()
@@ -103,8 +106,10 @@ def test_power_off_while_no_daemon_ran_stays_off() -> None:
 
 
 def test_held_guest_stays_held_across_a_daemon_restart() -> None:
-    rig = rig_with(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, exit=ExitStatus(1),
-                              outcome="held"), restart="always")
+    rig = rig_with(
+        BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, exit=ExitStatus(1), outcome="held"),
+        restart="always",
+    )
     rig.sup.poll()
     rig.clock.advance(60)
     rig.sup.poll()
@@ -113,16 +118,18 @@ def test_held_guest_stays_held_across_a_daemon_restart() -> None:
 
 
 def test_stop_interrupted_by_a_daemon_crash_is_finished_by_the_next_daemon() -> None:
-    rig = rig_with(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, outcome="held"),
-                   live=(SHIM, BHYVE), vm=True)
+    rig = rig_with(
+        BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, outcome="held"), live=(SHIM, BHYVE), vm=True
+    )
     rig.sup.poll()
     assert rig.ops.names() == ["signal-SIGTERM", "destroy"]
     assert rig.sup.state == "held"
 
 
 def test_daemon_shutdown_outcome_lets_the_next_daemon_boot_the_guest() -> None:
-    rig = rig_with(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, exit=ExitStatus(1),
-                              outcome="stopped"))
+    rig = rig_with(
+        BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE, exit=ExitStatus(1), outcome="stopped")
+    )
     rig.sup.poll()
     assert rig.ops.names() == ["spawn"]
 

@@ -47,8 +47,16 @@ def test_guest_reboot_runs_loader_and_bhyve_again_without_destroying() -> None:
     assert rig.sup.snapshot().boots == 2
     exited = [e for e in logs if e["event"] == "guest.exited"]
     assert exited == [
-        {"event": "guest.exited", "log_level": "info", "guest": "vm1", "pid": first,
-         "status": 0, "signal": None, "meaning": "reboot", "phase": "bhyve"}
+        {
+            "event": "guest.exited",
+            "log_level": "info",
+            "guest": "vm1",
+            "pid": first,
+            "status": 0,
+            "signal": None,
+            "meaning": "reboot",
+            "phase": "bhyve",
+        }
     ]
     rig.ops.run_loader()
     pid = rig.ops.run_bhyve()
@@ -104,8 +112,9 @@ def test_restart_always_backs_off_a_guest_that_keeps_powering_off() -> None:
     assert rig.sup.snapshot().next_restart_at == rig.clock.now + 1.0
 
 
-@pytest.mark.parametrize(("phase", "status"), [("bhyve", 3), ("bhyve", 4), ("bhyve", 134),
-                                               ("loader", 64)])
+@pytest.mark.parametrize(
+    ("phase", "status"), [("bhyve", 3), ("bhyve", 4), ("bhyve", 134), ("loader", 64)]
+)
 def test_failures_destroy_and_back_off(phase: str, status: int) -> None:
     rig = Rig(guest())
     rig.sup.poll()

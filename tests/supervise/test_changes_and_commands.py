@@ -49,8 +49,14 @@ def test_unchanged_spec_reboot_keeps_the_vm_after_a_next_boot_edit_is_applied() 
 
 
 @pytest.mark.parametrize(
-    "changed", [guest(stop_timeout=5.0), guest(restart="always"), guest(order=3),
-                guest(on_change="next-boot"), guest(source="/etc/x.toml")],
+    "changed",
+    [
+        guest(stop_timeout=5.0),
+        guest(restart="always"),
+        guest(order=3),
+        guest(on_change="next-boot"),
+        guest(source="/etc/x.toml"),
+    ],
 )
 def test_policy_only_changes_do_not_restart(changed: object) -> None:
     rig = Rig(guest())

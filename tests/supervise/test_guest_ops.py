@@ -40,8 +40,13 @@ class RecordingRunner(SubprocessRunner):
 @pytest.fixture
 def ops(tmp_path: Path) -> ShimGuestOps:
     (tmp_path / "vmm").mkdir()
-    return ShimGuestOps("vm1", runner=RecordingRunner(), run_dir=tmp_path / "run",
-                        vmm_dir=tmp_path / "vmm", wall_clock=lambda: 2_000_000_000.0)
+    return ShimGuestOps(
+        "vm1",
+        runner=RecordingRunner(),
+        run_dir=tmp_path / "run",
+        vmm_dir=tmp_path / "vmm",
+        wall_clock=lambda: 2_000_000_000.0,
+    )
 
 
 def wait_ended(ops: ShimGuestOps) -> ExitStatus:
@@ -56,8 +61,13 @@ def test_spawn_writes_files_runs_the_boot_and_records_it(
 ) -> None:
     device_map = tmp_path / "state" / "vm1" / "device.map"
     talker = write_script(tmp_path / "talker", 'echo "bhyve says $*"; exit "$1"\n')
-    shim = ops.spawn(Plan((str(bin_dir / "exit-with"), str(tmp_path / "trace"), "loader", "0"),
-                          (str(talker), "0"), files=((str(device_map), "(hd0) /vm/a.img\n"),)))
+    shim = ops.spawn(
+        Plan(
+            (str(bin_dir / "exit-with"), str(tmp_path / "trace"), "loader", "0"),
+            (str(talker), "0"),
+            files=((str(device_map), "(hd0) /vm/a.img\n"),),
+        )
+    )
     assert device_map.read_text() == "(hd0) /vm/a.img\n"
     assert wait_ended(ops) == ExitStatus(0, None, "bhyve")
     rec = ops.record()
@@ -66,8 +76,9 @@ def test_spawn_writes_files_runs_the_boot_and_records_it(
     assert "bhyve says 0" in (ops.dir / BOOT_LOG).read_text()
 
 
-def test_finished_shim_is_reaped_and_reads_as_dead(ops: ShimGuestOps, bin_dir: Path,
-                                                   tmp_path: Path) -> None:
+def test_finished_shim_is_reaped_and_reads_as_dead(
+    ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
+) -> None:
     shim = ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "3")))
     assert wait_ended(ops).meaning == "triple-fault"
     wait_for(lambda: not ops.alive(shim), "the shim to be seen dead")
@@ -75,8 +86,9 @@ def test_finished_shim_is_reaped_and_reads_as_dead(ops: ShimGuestOps, bin_dir: P
         os.waitpid(shim, os.WNOHANG)  # already reaped: no zombie left behind
 
 
-def test_spawn_clears_the_previous_boots_records(ops: ShimGuestOps, bin_dir: Path,
-                                                 tmp_path: Path) -> None:
+def test_spawn_clears_the_previous_boots_records(
+    ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
+) -> None:
     ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "4")))
     wait_ended(ops)
     ops.set_outcome("crash-loop 1")
@@ -91,8 +103,12 @@ def test_spawn_clears_the_previous_boots_records(ops: ShimGuestOps, bin_dir: Pat
 
 def test_group_kill_ends_the_whole_boot(ops: ShimGuestOps, bin_dir: Path, tmp_path: Path) -> None:
     trace = tmp_path / "t"
-    shim = ops.spawn(Plan((str(bin_dir / "sleeper"), str(trace), "loader"),
-                          (str(bin_dir / "sleeper"), str(trace), "bhyve")))
+    shim = ops.spawn(
+        Plan(
+            (str(bin_dir / "sleeper"), str(trace), "loader"),
+            (str(bin_dir / "sleeper"), str(trace), "bhyve"),
+        )
+    )
     wait_for(lambda: ops.record().loader_pid is not None, "loader.pid")
     loader = ops.record().loader_pid
     assert loader is not None and ops.alive(loader) and ops.alive(shim)
@@ -101,8 +117,9 @@ def test_group_kill_ends_the_whole_boot(ops: ShimGuestOps, bin_dir: Path, tmp_pa
     assert ops.record().exit is None  # the shim died too: nothing recorded
 
 
-def test_signal_reaches_bhyve_and_the_exit_is_128_plus_n(ops: ShimGuestOps, bin_dir: Path,
-                                                         tmp_path: Path) -> None:
+def test_signal_reaches_bhyve_and_the_exit_is_128_plus_n(
+    ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
+) -> None:
     ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "bhyve")))
     wait_for(lambda: ops.record().bhyve_pid is not None, "bhyve.pid")
     bhyve = ops.record().bhyve_pid
@@ -118,8 +135,10 @@ def test_bhyvectl_argv_and_failures(tmp_path: Path) -> None:
     ops = ShimGuestOps("vm1", runner=runner, run_dir=tmp_path, vmm_dir=tmp_path)
     ops.force_poweroff()
     ops.destroy()
-    assert runner.ran == [("bhyvectl", "--vm=vm1", "--force-poweroff"),
-                          ("bhyvectl", "--vm=vm1", "--destroy")]
+    assert runner.ran == [
+        ("bhyvectl", "--vm=vm1", "--force-poweroff"),
+        ("bhyvectl", "--vm=vm1", "--destroy"),
+    ]
     runner.status = 1
     with pytest.raises(HostCommandError) as err:
         ops.destroy()

@@ -23,8 +23,9 @@ def run_shim(run: Path, loader: list[str], bhyve: list[str]) -> subprocess.Compl
 
 def start_shim(run: Path, loader: list[str], bhyve: list[str]) -> subprocess.Popen[bytes]:
     argv = ["/bin/sh", SHIM, str(run), str(len(loader)), *loader, *bhyve]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def read(path: Path) -> str:
@@ -133,8 +134,28 @@ def test_shim_outlives_a_parent_killed_with_sigkill(tmp_path: Path, bin_dir: Pat
     assert int(read(tmp_path / "shim.pid")) == shim_pid
 
 
-AWKWARD = ["a b", "  lead", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "*", "?",
-           "[a]", "~", "$HOME", "a;b", "a|b", "x\ny", "\\n", "-n", "--", "", "-e", "%s"]
+AWKWARD = [
+    "a b",
+    "  lead",
+    "it's",
+    'say "hi"',
+    "$(touch pwned)",
+    "`touch pwned`",
+    "*",
+    "?",
+    "[a]",
+    "~",
+    "$HOME",
+    "a;b",
+    "a|b",
+    "x\ny",
+    "\\n",
+    "-n",
+    "--",
+    "",
+    "-e",
+    "%s",
+]
 
 
 def test_argv_passes_through_verbatim(tmp_path: Path, bin_dir: Path) -> None:

@@ -23,8 +23,10 @@ def test_acpi_guest_stops_on_sigterm_and_is_destroyed() -> None:
     rig = Rig(guest(), stop_timeout=TIMEOUT)
     pid = rig.boot_to_running()
     rig.sup.stop()
-    assert rig.ops.calls[1:] == [(rig.clock.now, "signal-SIGTERM", pid),
-                                 (rig.clock.now, "destroy", None)]
+    assert rig.ops.calls[1:] == [
+        (rig.clock.now, "signal-SIGTERM", pid),
+        (rig.clock.now, "destroy", None),
+    ]
     assert rig.sup.state == "held"
     assert rig.ops.rec.outcome == "held"
     assert rig.sup.snapshot().last_exit_meaning == "poweroff"

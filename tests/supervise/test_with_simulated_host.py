@@ -35,19 +35,26 @@ def host(tmp_path: Path) -> SimulatedHost:
 
 
 def spec(**fields: object) -> GuestSpec:
-    return GuestSpec(name=NAME, disks=(Disk(path=DISK),), nics=(Nic(tap="tap0"),),
-                     **fields)  # type: ignore[arg-type]
+    return GuestSpec(name=NAME, disks=(Disk(path=DISK),), nics=(Nic(tap="tap0"),), **fields)  # type: ignore[arg-type]
 
 
 class Daemon:
     """What the daemon does for one guest: a supervisor over the real ops, polled."""
 
     def __init__(self, host: SimulatedHost, run_dir: Path, guest: GuestSpec | None) -> None:
-        self.ops = ShimGuestOps(NAME, runner=SubprocessRunner(env=host.env()), run_dir=run_dir,
-                                vmm_dir=host.vmm_dir)
-        self.sup = GuestSupervisor(NAME, spec=guest, ops=self.ops, prepare_boot=self.prepare,
-                                   clock=time.monotonic, log=structlog.get_logger(),
-                                   stop_timeout=STOP_TIMEOUT, kill_grace=STOP_TIMEOUT)
+        self.ops = ShimGuestOps(
+            NAME, runner=SubprocessRunner(env=host.env()), run_dir=run_dir, vmm_dir=host.vmm_dir
+        )
+        self.sup = GuestSupervisor(
+            NAME,
+            spec=guest,
+            ops=self.ops,
+            prepare_boot=self.prepare,
+            clock=time.monotonic,
+            log=structlog.get_logger(),
+            stop_timeout=STOP_TIMEOUT,
+            kill_grace=STOP_TIMEOUT,
+        )
 
     @staticmethod
     def prepare(guest: GuestSpec) -> BootCommands:
@@ -72,8 +79,9 @@ def daemons(host: SimulatedHost, tmp_path: Path) -> Iterator[list[Daemon]]:
     assert host.bhyve_pid(NAME) is None
 
 
-def start_daemon(daemons: list[Daemon], host: SimulatedHost, tmp_path: Path,
-                 guest: GuestSpec | None) -> Daemon:
+def start_daemon(
+    daemons: list[Daemon], host: SimulatedHost, tmp_path: Path, guest: GuestSpec | None
+) -> Daemon:
     daemon = Daemon(host, tmp_path / "run", guest)
     daemons.append(daemon)
     return daemon
