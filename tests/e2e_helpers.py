@@ -6,7 +6,6 @@ It only sets things up and reads results back; what the CLI should do is asserte
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
+from reconciler.ledger import LEDGER_FILE, Ledger, load_ledger
 from reconciler.sim import SimulatedHost
 
 # The FreeBSD driver's whole observation of a host without zvols (DESIGN.md rule 7).
@@ -88,10 +88,9 @@ class Rig:
         path.chmod(mode)
         return path
 
-    def ledger(self) -> dict[str, object]:
-        data = json.loads((self.state_dir / "ledger.json").read_text())
-        assert isinstance(data, dict)
-        return data
+    def ledger(self) -> Ledger:
+        assert (self.state_dir / LEDGER_FILE).is_file()
+        return load_ledger(self.state_dir)
 
 
 def make_rig(tmp_path: Path) -> Rig:
