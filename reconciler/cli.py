@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.bhyve import boot_commands, needs_install
@@ -25,7 +25,7 @@ from reconciler.host.runner import SubprocessRunner
 from reconciler.ledger import load_ledger, save_ledger
 from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
 from reconciler.specdir import ConfDir
-from reconciler.status import read_status, render_table
+from reconciler.status import read_status, render_table, status_dict
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -355,7 +355,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     if args.json:
-        print(json.dumps({"daemon_running": pid is not None, **asdict(status)}, indent=2))
+        print(json.dumps({"daemon_running": pid is not None, **status_dict(status)}, indent=2))
         return EXIT_OK
     if pid is None:
         print(f"(no daemon is running on {ctx.config.run_dir}: this is its last status)")

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from reconciler.actions import Action
 from reconciler.bhyve import BootCommands, boot_commands, needs_install
 from reconciler.config import DaemonConfig, parse_config
 from reconciler.control import ControlServer, DaemonLock, Request
@@ -34,7 +35,7 @@ from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, GuestStatus, write_status
-from reconciler.supervise import CommandRefused, GuestSupervisor
+from reconciler.supervise import CommandRefused, GuestSnapshot, GuestSupervisor
 from reconciler.watch import ConfWatcher
 
 log = structlog.get_logger("reconciler.daemon")
@@ -61,6 +62,13 @@ class SignalEvent:
 @dataclass(frozen=True)
 class OperatorRequest:
     request: Request
+
+
+@dataclass(frozen=True)
+class _ConfStatus:
+    file_of: dict[str, str]  # guest -> its file
+    errors: dict[str, str]  # guest -> the first error of its (broken) file
+    problems: tuple[str, ...]
 
 
 Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
@@ -96,6 +104,9 @@ class Daemon:
         self.blocked: set[str] = set()
         self.passes = 0
         self.started_at = wall_clock()
+        self._wall_offset = wall_clock() - clock()
+        self._rows: dict[str, tuple[GuestSnapshot, tuple[str | None, str | None], GuestStatus]] = {}
+        self._conf_cache: tuple[ConfSnapshot | None, _ConfStatus] | None = None
         self._stopping = False
         self._detach = False
         self._status_dirty = True
@@ -103,6 +114,8 @@ class Daemon:
         self._pass_due = True
         self._last_status: DaemonStatus | None = None
         self._watcher: ConfWatcher | None = None
+        self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
+        self._last_plan: tuple[tuple[object, ...], list[Action]] | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -310,11 +323,14 @@ class Daemon:
                 log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
             except DaemonError as exc:  # the dead watcher stays: the next pass tries again
                 log.error("watch.failed", conf_dir=str(self.config.conf_dir), error=str(exc))
+        previous = self.snapshot
         self.snapshot = snapshot = self.confdir.scan()
         desired = snapshot.guests
-        for p in snapshot.problems:
-            if not p.warning:
-                log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
+        if snapshot is not previous:
+            self._status_dirty = True
+            for p in snapshot.problems:
+                if not p.warning:
+                    log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
         try:
             self.facts = self.host.observe(desired, self.ledger)
         except ReconcilerError as exc:
@@ -329,12 +345,15 @@ class Daemon:
             guests_dir=str(self.config.state_dir / "guests"),
             running=running,
         )
-        actions = plan_actions(desired, self.facts, self.ledger, ctx)
+        actions = self._plan(desired, ctx)
         report = execute_actions(actions, self.host.apply, self.ledger, on_outcome=self._logged)
         self._settle_ledger(report, desired)
-        self.host_errors = tuple(
+        host_errors = tuple(
             f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error is not None
         )
+        if report.outcomes or host_errors != self.host_errors:
+            self._status_dirty = True
+        self.host_errors = host_errors
         self.blocked = {
             o.action.guest
             for o in report.outcomes
@@ -346,16 +365,32 @@ class Daemon:
                 if spec.name in self.blocked:
                     continue  # its taps or disks are not there yet: the next pass retries
                 sup = self.supervisors[spec.name] = self._supervisor(spec.name, spec)
+                self._given[spec.name] = spec
                 sup.poll()
-            else:
+                self._status_dirty = True
+            elif self._given.get(spec.name) is not spec:
+                self._given[spec.name] = spec
                 sup.desire(spec)
+                self._status_dirty = True
         for name, sup in list(self.supervisors.items()):
-            if name not in desired:
+            if name not in desired and name in self._given:
+                del self._given[name]
                 sup.desire(None)
+                self._status_dirty = True
         self._poll(set())
-        self._status_dirty = True
         self._write_status()
         return report
+
+    def _plan(self, desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[Action]:
+        """plan_actions is pure: with the same specs, facts, ledger and context, the same plan
+        (a no-op pass at 1,000 guests skips the work of planning them again)."""
+        key = (desired, self.facts, self.ledger, ctx)
+        last = self._last_plan
+        if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        actions = plan_actions(desired, self.facts, self.ledger, ctx)
+        self._last_plan = (key, actions)
+        return actions
 
     def _settle_ledger(self, report: ApplyReport, desired: Mapping[str, GuestSpec]) -> None:
         orders = {name: g.order for name, g in desired.items()}
@@ -392,6 +427,7 @@ class Daemon:
         for name in recorded_guests(self.config.run_dir):
             spec = self.snapshot.guests.get(name)
             self.supervisors[name] = self._supervisor(name, spec)
+            self._given[name] = spec
             log.info("guest.found_record", guest=name, state=self.supervisors[name].state)
         self._pass_due = True
 
@@ -430,61 +466,75 @@ class Daemon:
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> DaemonStatus:
-        now_m, now_w = self.clock(), self.wall_clock()
-
-        def wall(t: float | None) -> float | None:
-            return None if t is None else now_w - (now_m - t)
-
-        files = self.snapshot.files if self.snapshot else {}
-        errors_by_guest: dict[str, str] = {}
-        file_of: dict[str, str] = {}
-        for f, st in files.items():
-            if st.guest:
-                file_of[st.guest] = f
-        problems = self.snapshot.problems if self.snapshot else ()
-        for p in problems:
-            if p.warning:
-                continue
-            owner = files.get(p.file)
-            if owner is not None and owner.guest:
-                errors_by_guest.setdefault(owner.guest, f"{p.key}: {p.message}")
+        """The status rows; rebuilt per guest only when its supervisor's snapshot changed."""
+        conf = self._conf_status()
         rows = []
         for name, sup in sorted(self.supervisors.items()):
             snap = sup.snapshot()
-            rows.append(
-                GuestStatus(
-                    name=name,
-                    state=snap.state,
-                    pid=snap.pid,
-                    started_at=wall(snap.started_at),
-                    boots=snap.boots,
-                    last_exit=snap.last_exit_status,
-                    last_exit_meaning=snap.last_exit_meaning,
-                    next_restart_at=wall(snap.next_restart_at),
-                    last_error=snap.last_error,
-                    file=file_of.get(name),
-                    spec_error=errors_by_guest.get(name),
-                )
+            extra = (conf.file_of.get(name), conf.errors.get(name))
+            cached = self._rows.get(name)
+            if cached is not None and cached[0] == snap and cached[1] == extra:
+                rows.append(cached[2])
+                continue
+            row = GuestStatus(
+                name=name,
+                state=snap.state,
+                pid=snap.pid,
+                started_at=self._wall(snap.started_at),
+                boots=snap.boots,
+                last_exit=snap.last_exit_status,
+                last_exit_meaning=snap.last_exit_meaning,
+                next_restart_at=self._wall(snap.next_restart_at),
+                last_error=snap.last_error,
+                file=extra[0],
+                spec_error=extra[1],
             )
+            self._rows[name] = (snap, extra, row)
+            rows.append(row)
+        for gone in self._rows.keys() - self.supervisors.keys():
+            del self._rows[gone]
         return DaemonStatus(
             pid=os.getpid(),
             started_at=self.started_at,
-            updated_at=now_w,
+            updated_at=self.wall_clock(),
             passes=self.passes,
             guests=tuple(rows),
+            problems=conf.problems,
+            host_errors=self.host_errors,
+        )
+
+    def _wall(self, t: float | None) -> float | None:
+        """A reading of the monotonic clock as wall-clock time, stable across calls."""
+        return None if t is None else round(t + self._wall_offset, 3)
+
+    def _conf_status(self) -> _ConfStatus:
+        snapshot = self.snapshot
+        if self._conf_cache is not None and self._conf_cache[0] is snapshot:
+            return self._conf_cache[1]
+        files = snapshot.files if snapshot else {}
+        problems = snapshot.problems if snapshot else ()
+        errors: dict[str, str] = {}
+        for p in problems:
+            owner = files.get(p.file)
+            if not p.warning and owner is not None and owner.guest:
+                errors.setdefault(owner.guest, f"{p.file}: {p.key}: {p.message}")
+        result = _ConfStatus(
+            file_of={st.guest: f for f, st in files.items() if st.guest},
+            errors=errors,
             problems=tuple(
                 f"{p.file}: {p.key}: {'warning: ' if p.warning else ''}{p.message}"
                 for p in problems
             ),
-            host_errors=self.host_errors,
         )
+        self._conf_cache = (snapshot, result)
+        return result
 
     def _write_status(self, force: bool = False) -> None:
         if not (self._status_dirty or force):
             return
         status = self.status()
-        comparable = replace(status, updated_at=0.0)
-        if force or self._last_status is None or comparable != self._last_status:
+        comparable = replace(status, updated_at=0.0, passes=0)
+        if force or comparable != self._last_status:
             write_status(self.config.run_dir, status)
             self._last_status = comparable
         self._status_dirty = False

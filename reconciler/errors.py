@@ -1,11 +1,11 @@
 """The exception tree of bhyve-reconciler.
 
-    ReconcilerError                  root: anything this package raises on purpose
-    ├── SpecError                    a guest spec or the daemon config is invalid (file, key, message)
-    │   └── ConflictError            two spec files claim the same name, tap, disk or console
-    ├── HostCommandError             a host command exited non-zero (argv, exit status, stderr)
-    ├── HostRefused                  the host cannot be touched from here (wrong OS, missing --simulate)
-    └── DaemonError                  talking to, or starting, the daemon failed (no daemon, lock held)
+    ReconcilerError          root: anything this package raises on purpose
+    ├── SpecError            a guest spec or the daemon config is invalid (file, key, message)
+    │   └── ConflictError    two spec files claim the same name, tap, disk or console
+    ├── HostCommandError     a host command exited non-zero (argv, exit status, stderr)
+    ├── HostRefused          the host cannot be touched from here (not FreeBSD, no --simulate)
+    └── DaemonError          no daemon answers on run_dir, or a second one would start
 
 Errors carry intent: `temporary` ones are retried on the next pass, the others are reported
 and left for a person to fix.

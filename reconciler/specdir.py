@@ -76,6 +76,10 @@ def _signature(st: os.stat_result) -> StatSignature:
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode, st.st_uid)
 
 
+def _problem_key(p: SpecError) -> tuple[str, str]:
+    return (p.file, p.key)
+
+
 class ConfDir:
     """Scans a spec directory, re-parsing only files whose stat signature changed.
 
@@ -88,6 +92,8 @@ class ConfDir:
         self.root = root
         self.euid = os.geteuid() if euid is None else euid
         self.parses = 0
+        self._root_prefix = str(root).rstrip("/")
+        self._resolved = False
         self._parsed: dict[str, _Parsed] = {}
         self._last_good: dict[str, GuestSpec] = {}
         self._previous: ConfSnapshot = ConfSnapshot(
@@ -111,14 +117,32 @@ class ConfDir:
             return self._publish(self._previous.guests, [problem], self._previous.files)
 
         current: dict[str, _Parsed] = {}
+        base = str(self.path)
         for name in names:
-            file = str(self.path / name)
+            file = os.path.join(base, name)
             parsed = self._load(file, name[: -len(".toml")])
             if parsed is not None:
                 current[file] = parsed
+        unchanged = current.keys() == self._parsed.keys() and all(
+            parsed is self._parsed[file] for file, parsed in current.items()
+        )
         self._parsed = current
+        if unchanged and self._resolved:
+            # Nothing was re-parsed: the settlement stands; only install media or firmware
+            # may have appeared or vanished since.
+            return self._refresh_warnings()
         self._last_good = {f: s for f, s in self._last_good.items() if f in current}
+        self._resolved = True
         return self._resolve(current)
+
+    def _refresh_warnings(self) -> ConfSnapshot:
+        previous = self._previous
+        warnings = [w for spec in previous.guests.values() for w in self._missing_files(spec)]
+        before = [(p.file, p.key, p.message) for p in previous.problems if p.warning]
+        if sorted((w.file, w.key, w.message) for w in warnings) == sorted(before):
+            return previous
+        errors = [p for p in previous.problems if not p.warning]
+        return self._publish(previous.guests, errors + warnings, previous.files)
 
     def _load(self, file: str, stem: str) -> _Parsed | None:
         """The file's parse, from cache when its stat is unchanged; None when it is gone."""
@@ -249,7 +273,7 @@ class ConfDir:
         return [
             SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
             for key, path in wanted
-            if not (self.root / path.lstrip("/")).exists()
+            if not os.path.exists(self._root_prefix + path)
         ]
 
     def _publish(
@@ -262,7 +286,7 @@ class ConfDir:
         changed = dict(guests) != dict(previous.guests)
         snapshot = ConfSnapshot(
             guests=MappingProxyType(dict(guests)),
-            problems=tuple(sorted(problems, key=lambda p: (p.file, p.key))),
+            problems=tuple(sorted(problems, key=_problem_key)),
             files=MappingProxyType(dict(files)),
             generation=previous.generation + 1 if changed else previous.generation,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.ledger import write_atomic
@@ -52,8 +52,17 @@ class DaemonStatus:
     host_errors: tuple[str, ...] = field(default_factory=tuple)
 
 
+def status_dict(status: DaemonStatus) -> dict[str, object]:
+    """Plain data for JSON (what `asdict` does, without its deep copies: rows are flat)."""
+    data: dict[str, object] = dict(vars(status))
+    data["guests"] = [vars(g) for g in status.guests]
+    data["problems"] = list(status.problems)
+    data["host_errors"] = list(status.host_errors)
+    return data
+
+
 def write_status(run_dir: Path, status: DaemonStatus) -> None:
-    write_atomic(run_dir / STATUS_FILE, json.dumps(asdict(status), indent=1) + "\n", mode=0o644)
+    write_atomic(run_dir / STATUS_FILE, json.dumps(status_dict(status)) + "\n", mode=0o644)
 
 
 def read_status(run_dir: Path) -> DaemonStatus | None:

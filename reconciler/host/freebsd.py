@@ -68,6 +68,7 @@ class FreeBSDHost:
         self.runner = runner
         self.root = root
         self.vmm_dir = vmm_dir
+        self._root_prefix = str(root).rstrip("/")
 
     def host_path(self, path: str | Path) -> Path:
         """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
@@ -109,7 +110,7 @@ class FreeBSDHost:
 
     def disk_facts(self, path: str) -> DiskFile:
         try:
-            st = os.stat(self.host_path(path))
+            st = os.stat(self._root_prefix + path)  # a plain string: this runs per disk per pass
         except FileNotFoundError:
             return DiskFile(exists=False)
         return DiskFile(exists=True, size=st.st_size)

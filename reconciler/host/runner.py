@@ -64,9 +64,7 @@ class SubprocessRunner:
         status = done.returncode if done.returncode >= 0 else 128 - done.returncode
         return Result(args, status, done.stdout, done.stderr)
 
-    def spawn(
-        self, argv: Sequence[str], *, output: Path | None = None
-    ) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: Sequence[str], *, output: Path | None = None) -> subprocess.Popen[bytes]:
         out = open(output, "ab") if output is not None else subprocess.DEVNULL  # noqa: SIM115
         try:
             return subprocess.Popen(

@@ -1,0 +1,422 @@
+"""bhyve-reconciler benchmarks: speed, scale and memory on the simulated host.
+
+    python bench/run.py            # every figure (about two minutes)
+    python bench/run.py --quick    # shorter idle window and fewer repetitions
+
+Prints one row per figure with its goal and pass/fail. Machines are shared and noisy, so each
+timed figure is a median with its min-max over repetitions, and the daemon's own cost is
+separated from the simulated host's (whose tools are Python programs, far slower to start than
+FreeBSD's): the daemon's CPU comes from its own process accounting (children excluded), and
+time spent waiting on simulated tools is measured at the Runner seam and reported apart.
+
+The daemon runs in this process (its loop in the main thread, as in production, driven from a
+second thread), so its CPU time and memory are this process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reconciler.config import DaemonConfig
+from reconciler.daemon import Daemon
+from reconciler.host.freebsd import OBSERVE_IFCONFIG, OBSERVE_KLDSTAT, OBSERVE_SYSCTL, FreeBSDHost
+from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
+from reconciler.log import configure_logging
+from reconciler.sim import SimulatedHost
+
+Row = tuple[str, str, str, str]  # figure, measured, goal, verdict
+
+
+class TimedRunner(SubprocessRunner):
+    """The production runner, recording when each command started and how long it took."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env)
+        self.log: list[tuple[float, float, tuple[str, ...]]] = []
+
+    def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> Result:
+        start = time.perf_counter()
+        result = super().run(argv, timeout=timeout)
+        self.log.append((start, time.perf_counter() - start, tuple(argv)))
+        return result
+
+    def seconds_between(self, t0: float, t1: float) -> float:
+        return sum(d for s, d, _ in self.log if t0 <= s and s + d <= t1)
+
+
+@dataclass
+class World:
+    base: Path
+    sim: SimulatedHost
+    config: DaemonConfig
+    runner: TimedRunner
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.config.conf_dir
+
+    def host(self) -> FreeBSDHost:
+        return FreeBSDHost(self.runner, root=self.sim.root, vmm_dir=self.config.vmm_dir)
+
+
+def make_world(base: Path) -> World:
+    root = base / "host"
+    sim = SimulatedHost(root).setup()
+    conf = base / "conf.d"
+    conf.mkdir(mode=0o755)
+    conf.chmod(0o755)
+    config = replace(
+        DaemonConfig(),
+        conf_dir=conf,
+        state_dir=root / "var/db/bhyve-reconciler",
+        run_dir=root / "var/run/bhyve-reconciler",
+        stop_timeout=5.0,
+        resync_interval=30.0,
+        bridges={"bridge0": ("igb0",)},
+    )
+    return World(base, sim, config, TimedRunner(sim.env()))
+
+
+def spec_text(i: int, *, tap: bool = False, state: str = "stopped") -> str:
+    lines = [
+        f'name = "g{i}"',
+        f'state = "{state}"',
+        "[[disk]]",
+        f'path = "/vm/g{i}.img"',
+        'size = "1G"',
+    ]
+    if tap:
+        lines += ["[[nic]]", f'tap = "tap{i}"', 'bridge = "bridge0"']
+    return "\n".join(lines) + "\n"
+
+
+def write_specs(directory: Path, ids: range, **kw: object) -> None:
+    for i in ids:
+        path = directory / f"g{i}.toml"
+        path.write_text(spec_text(i, **kw))  # type: ignore[arg-type]
+        path.chmod(0o644)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def spread(values: Sequence[float], scale: float = 1000.0, unit: str = "ms") -> str:
+    med = statistics.median(values) * scale
+    return f"{med:.1f} {unit} (min {min(values) * scale:.1f}, max {max(values) * scale:.1f})"
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def drive(world: World, body: Callable[[Daemon], None]) -> Daemon:
+    """Run the daemon's loop in this (main) thread and `body` in a second thread; when the
+    body returns, detach the daemon (SIGUSR1: exit, leave guests as they are)."""
+    daemon = Daemon(world.config, world.host())
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while daemon.passes == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            body(daemon)
+        except BaseException as exc:  # re-raised in the main thread
+            failure.append(exc)
+        finally:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    daemon.run()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return daemon
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def bench_noop_passes(tmp: Path, repeat: int) -> list[Row]:
+    rows: list[Row] = []
+    counts: dict[int, int] = {}
+    cpu_at: dict[int, float] = {}
+    ratio_at: dict[int, float] = {}
+    for n in (1, 100, 1000):
+        world = make_world(tmp / f"noop{n}")
+        write_specs(world.conf_dir, range(n))
+        daemon = Daemon(world.config, world.host())
+        daemon.reconcile()  # converge
+        daemon.reconcile()
+        cpu, wall, cmds = [], [], []
+        for _ in range(repeat):
+            before = world.runner.commands_run
+            c0, w0 = time.process_time(), time.perf_counter()
+            daemon.reconcile()
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            cmds.append(world.runner.commands_run - before)
+        floor = []
+        for _ in range(repeat):
+            w0 = time.perf_counter()
+            for argv in (OBSERVE_KLDSTAT, OBSERVE_SYSCTL, OBSERVE_IFCONFIG):
+                world.runner.run(argv)
+            floor.append(time.perf_counter() - w0)
+        counts[n] = max(cmds)
+        cpu_at[n] = statistics.median(cpu)
+        ratio_at[n] = statistics.median(wall) / statistics.median(floor)
+        rows.append(
+            (
+                f"no-op pass, {n} guests: daemon CPU",
+                spread(cpu),
+                "<= 30 ms at 1,000",
+                verdict(n < 1000 or cpu_at[n] <= 0.030),
+            )
+        )
+        rows.append((f"no-op pass, {n} guests: wall", spread(wall), "-", "-"))
+        rows.append(
+            (
+                f"no-op pass, {n} guests: wall / observe floor",
+                f"{ratio_at[n]:.2f}x (floor {spread(floor)})",
+                "<= 1.5x",
+                verdict(ratio_at[n] <= 1.5),
+            )
+        )
+    rows.append(
+        (
+            "host commands per no-op pass",
+            f"{counts[1]} at 1, {counts[1000]} at 1,000",
+            "same, <= 8",
+            verdict(counts[1] == counts[1000] <= 8),
+        )
+    )
+    return rows
+
+
+def bench_drop_latency(tmp: Path, drops: int) -> list[Row]:
+    world = make_world(tmp / "drop")
+    staging = tmp / "drop-staging"
+    staging.mkdir()
+    write_specs(staging, range(drops), tap=True)
+    measured: list[float] = []
+    own: list[float] = []
+
+    def body(daemon: Daemon) -> None:
+        for i in range(drops):
+            argv = ("ifconfig", f"tap{i}", "create")
+            seen = len(world.runner.log)
+
+            def ran(argv: tuple[str, ...] = argv, seen: int = seen) -> bool:
+                return any(c == argv for _, _, c in world.runner.log[seen:])
+
+            t0 = time.perf_counter()
+            os.rename(staging / f"g{i}.toml", world.conf_dir / f"g{i}.toml")
+            if not wait_until(ran, 10):
+                raise RuntimeError(f"no {argv} within 10 s")
+            start = next(s for s, _, c in world.runner.log[seen:] if c == argv)
+            measured.append(start - t0)
+            own.append(start - t0 - world.runner.seconds_between(t0, start))
+            time.sleep(0.02)
+
+    drive(world, body)
+    p = statistics.quantiles(own, n=100)
+    q = statistics.quantiles(measured, n=100)
+    return [
+        (
+            "file dropped -> first host action (daemon)",
+            f"p50 {p[49] * 1000:.1f} ms, p99 {p[98] * 1000:.1f} ms",
+            "p99 <= 100 ms",
+            verdict(p[98] <= 0.100),
+        ),
+        (
+            "  same, incl. simulated tools' time",
+            f"p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms",
+            "-",
+            "-",
+        ),
+    ]
+
+
+def bench_burst(tmp: Path, n: int) -> list[Row]:
+    world = make_world(tmp / "burst")
+    staging = tmp / "burst-staging"
+    staging.mkdir()
+    write_specs(staging, range(n))
+    result: dict[str, float] = {}
+
+    def body(daemon: Daemon) -> None:
+        passes0 = daemon.passes
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.rename(staging / f"g{i}.toml", world.conf_dir / f"g{i}.toml")
+
+        def converged() -> bool:
+            return len(daemon.ledger.disks) == n and len(daemon.supervisors) == n
+
+        if not wait_until(converged, 120, step=0.01):
+            raise RuntimeError("burst did not converge in 120 s")
+        result["wall"] = time.perf_counter() - t0
+        result["passes"] = daemon.passes - passes0
+
+    drive(world, body)
+    return [
+        (
+            f"{n} files renamed in at once -> converged",
+            f"{result['wall']:.2f} s, {int(result['passes'])} passes",
+            "<= 20 passes",
+            verdict(result["passes"] <= 20),
+        )
+    ]
+
+
+def bench_idle(tmp: Path, n: int, window: float) -> list[Row]:
+    world = make_world(tmp / "idle")
+    write_specs(world.conf_dir, range(n))
+    result: dict[str, float] = {}
+
+    def body(daemon: Daemon) -> None:
+        wait_until(lambda: len(daemon.supervisors) == n, 60, step=0.05)
+        time.sleep(1.0)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ch0 = os.times().children_user + os.times().children_system
+        time.sleep(window)
+        result["cpu"] = (time.process_time() - c0) / (time.perf_counter() - t0)
+        ch = os.times().children_user + os.times().children_system - ch0
+        result["children"] = ch / window
+        result["rss"] = rss_mb()
+
+    drive(world, body)
+    return [
+        (
+            f"idle daemon, {n} guests, {window:.0f} s window",
+            f"{result['cpu'] * 100:.3f} % CPU (simulated tools {result['children'] * 100:.3f} %)",
+            "< 0.5 %",
+            verdict(result["cpu"] < 0.005),
+        ),
+        (
+            f"daemon memory at {n} guests",
+            f"{result['rss']:.1f} MB RSS",
+            "<= 60 MB",
+            verdict(result["rss"] <= 60),
+        ),
+    ]
+
+
+def bench_memory_empty(tmp: Path) -> list[Row]:
+    world = make_world(tmp / "empty")
+    result: dict[str, float] = {}
+
+    def body(daemon: Daemon) -> None:
+        time.sleep(0.5)
+        result["rss"] = rss_mb()
+
+    drive(world, body)
+    return [("daemon memory at 0 guests", f"{result['rss']:.1f} MB RSS", "-", "-")]
+
+
+def bench_shim(tmp: Path, guests: int) -> list[Row]:
+    world = make_world(tmp / "shim")
+    write_specs(world.conf_dir, range(guests), state="running")
+    sizes: list[float] = []
+
+    def body(daemon: Daemon) -> None:
+        records = world.config.run_dir / "guests"
+        if not wait_until(
+            lambda: all((records / f"g{i}" / "bhyve.pid").exists() for i in range(guests)),
+            30,
+            step=0.05,
+        ):
+            raise RuntimeError("guests did not start")
+        for i in range(guests):
+            pid = (records / f"g{i}" / "shim.pid").read_text().strip()
+            sizes.append(rss_mb(pid))
+        os.kill(os.getpid(), signal.SIGTERM)  # stop the guests before detaching
+
+    drive(world, body)
+    return [
+        (
+            "per-guest shim (POSIX sh)",
+            f"{statistics.median(sizes):.2f} MB RSS (max {max(sizes):.2f}, {guests} guests)",
+            "<= 4 MB",
+            verdict(max(sizes) <= 4),
+        )
+    ]
+
+
+def bench_validate(tmp: Path, n: int, repeat: int) -> list[Row]:
+    conf = tmp / "validate"
+    conf.mkdir(mode=0o755)
+    write_specs(conf, range(n), tap=True)
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "--conf-dir", str(conf), "validate"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        walls.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise RuntimeError(done.stdout[-500:] + done.stderr[-500:])
+    return [
+        (
+            f"validate of {n} files (whole command)",
+            spread(walls, 1.0, "s"),
+            "<= 1 s",
+            verdict(statistics.median(walls) <= 1.0),
+        )
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
+    args = parser.parse_args()
+    configure_logging("json", level=40)  # errors only: the figures are the output
+    repeat = 5 if args.quick else 15
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bhyve-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        rows += bench_noop_passes(tmp, repeat)
+        rows += bench_drop_latency(tmp, 30 if args.quick else 100)
+        rows += bench_burst(tmp, 1000)
+        rows += bench_memory_empty(tmp)
+        rows += bench_idle(tmp, 1000, 15.0 if args.quick else 60.0)
+        rows += bench_shim(tmp, 5)
+        rows += bench_validate(tmp, 1000, 3 if args.quick else 5)
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    header = ("figure", "measured", "goal", "")
+    print("  ".join(h.ljust(w) for h, w in zip(header, [*width, 4], strict=False)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, [*width, 4], strict=False)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
