@@ -268,8 +268,10 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
     report_problems(snapshot.problems)
     ledger = load_ledger(ctx.config.state_dir)
-    facts = host.observe(snapshot.guests, ledger)
-    actions = plan_actions(snapshot.guests, facts, ledger, plan_context(ctx.config))
+    pctx = plan_context(ctx.config)
+    wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
+    facts = host.observe(snapshot.guests, ledger, state_files=wanted)
+    actions = plan_actions(snapshot.guests, facts, ledger, pctx)
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
     elif not actions:
@@ -285,8 +287,10 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
     report_problems(snapshot.problems)
     ledger = load_ledger(ctx.config.state_dir)
-    facts = host.observe(snapshot.guests, ledger)
-    actions = plan_actions(snapshot.guests, facts, ledger, plan_context(ctx.config))
+    pctx = plan_context(ctx.config)
+    wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
+    facts = host.observe(snapshot.guests, ledger, state_files=wanted)
+    actions = plan_actions(snapshot.guests, facts, ledger, pctx)
     report = execute_actions(actions, host.apply, ledger, on_outcome=print_outcome)
     orders = {name: g.order for name, g in snapshot.guests.items()}
     save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))

@@ -76,9 +76,18 @@ class FreeBSDHost:
 
     # -- observing -------------------------------------------------------------------------
 
-    def observe(self, desired: Mapping[str, GuestSpec], ledger: Ledger) -> HostFacts:
+    def observe(
+        self,
+        desired: Mapping[str, GuestSpec],
+        ledger: Ledger,
+        state_files: Iterable[str] = (),
+    ) -> HostFacts:
         """One snapshot: kldstat, sysctl, ifconfig, and zfs only when a spec or the ledger
-        holds a zvol; then stats and a listing of vmm_dir, which run no command."""
+        holds a zvol; then stats and a listing of vmm_dir, which run no command.
+
+        `state_files` are the daemon's own per-guest files (UEFI vars copies) the plan wants;
+        the ledger's are always checked. Like CopyFile, they are daemon paths, not under root.
+        """
         modules = parse_kldstat(self._must(OBSERVE_KLDSTAT).stdout)
         sysctl = self.runner.run(OBSERVE_SYSCTL)
         sysctls = parse_sysctl(sysctl.stdout) if sysctl.ok else {}  # unknown oid: tap not loaded
@@ -97,6 +106,7 @@ class FreeBSDHost:
             vms=self.list_vms(),
             zvols=zvols,
             disks=disks,
+            files={p: os.path.exists(p) for p in (*ledger.files, *state_files)},
         )
 
     def observe_interfaces(self) -> dict[str, Interface]:

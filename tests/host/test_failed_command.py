@@ -1,0 +1,50 @@
+"""One failing host command: what depends on it waits, everything else converges, `apply`
+says which argv failed and why, and the next pass finishes the job."""
+
+from __future__ import annotations
+
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, stopped_guest
+
+SECOND_GUEST = stopped_guest(
+    "second", "/vm/second/disk.img", size="2G", nic='tap = "tap1"\nbridge = "bridge0"'
+)
+BUSY = "ifconfig: BRDGADD tap1: Device busy"
+
+
+def test_one_failed_command_leaves_the_others_converged_and_the_next_apply_retries(
+    rig: Rig,
+) -> None:
+    rig.write_spec("guestname", HANDBOOK_SPEC)
+    rig.write_spec("second", SECOND_GUEST)
+    rig.sim.inject_fault("ifconfig bridge0 addm tap1", stderr=BUSY)
+
+    proc, ran = rig.logged("apply")
+
+    assert proc.returncode == 1
+    failed = [line for line in proc.stdout.splitlines() if "FAILED" in line]
+    assert len(failed) == 1, proc.stdout
+    assert "ifconfig bridge0 addm tap1" in failed[0]
+    assert BUSY in failed[0]
+    assert ["ifconfig", "bridge0", "addm", "tap1"] in ran
+    interfaces = rig.sim.interfaces()
+    assert set(interfaces["bridge0"].members) == {"igb0", "tap0"}
+    assert interfaces["bridge0"].up  # does not depend on the failed membership
+    assert "tap1" in interfaces
+    assert rig.sim.path("/vm/guestname/guest.img").stat().st_size == 16 << 30
+    assert rig.sim.path("/vm/second/disk.img").stat().st_size == 2 << 30
+    assert ("bridge0", "tap1") not in rig.ledger().members
+    assert rig.ledger().interfaces["tap1"].guest == "second"
+
+    pending = rig.cli("plan")
+
+    assert pending.returncode == 2
+    assert pending.stdout.splitlines() == ["~ add tap1 to bridge0 for guest second"]
+
+    rig.sim.clear_faults()
+    proc, ran = rig.logged("apply")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran == [*OBSERVE, ["ifconfig", "bridge0", "addm", "tap1"]]
+    assert set(rig.sim.interfaces()["bridge0"].members) == {"igb0", "tap0", "tap1"}
+    assert rig.ledger().members[("bridge0", "tap1")] == "second"
+    assert rig.cli("plan").returncode == 0
