@@ -115,6 +115,7 @@ class Daemon:
         self._last_status: DaemonStatus | None = None
         self._watcher: ConfWatcher | None = None
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
+        self._adopted: set[str] = set()  # supervisors not polled yet since adoption
         self._last_plan: tuple[tuple[object, ...], list[Action]] | None = None
 
     # -- life cycle --------------------------------------------------------------------------
@@ -339,6 +340,12 @@ class Daemon:
             self._status_dirty = True
             self._write_status()
             return None
+        # An adopted guest acts first on an exit recorded while no daemon ran (a reboot boots
+        # again at once); planned before that, its VM would look stale and be destroyed.
+        for name in sorted(self._adopted):
+            if (adopted := self.supervisors.get(name)) is not None:
+                adopted.poll()
+        self._adopted.clear()
         running = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
         ctx = PlanContext(
             uplinks=self.config.bridges,
@@ -428,6 +435,7 @@ class Daemon:
             spec = self.snapshot.guests.get(name)
             self.supervisors[name] = self._supervisor(name, spec)
             self._given[name] = spec
+            self._adopted.add(name)
             log.info("guest.found_record", guest=name, state=self.supervisors[name].state)
         self._pass_due = True
 
