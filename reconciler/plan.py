@@ -156,9 +156,12 @@ def plan_actions(
         if nic.bridge
     }
     live_taps = {tap: g.name for g in guests for tap in taps[g.name]}
+    # Memberships leaving a bridge this pass: a bridge they empty can go in the same pass.
+    removing: set[tuple[str, str]] = set()
     for (bridge, member), owner in sorted(ledger.members.items()):
         moved = member in live_taps and (bridge, member) not in wanted_members
         if moved and member in _members(facts, bridge):
+            removing.add((bridge, member))
             add(RemoveMember(bridge=bridge, member=member, guest=owner), live_taps[member])
     for bridge, members in sorted(ctx.uplinks.items()):
         for member in members:
@@ -227,7 +230,6 @@ def plan_actions(
     def after_stop(owner: str) -> tuple[str, ...]:
         return (f"stop:{owner}",) if owner in stops else ()
 
-    removing: set[tuple[str, str]] = set()
     for (bridge, member), owner in sorted(ledger.members.items()):
         if member in live_taps:
             continue  # handled above as a move, or still wanted
