@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,10 +20,13 @@ from reconciler.bhyve import boot_commands, needs_install
 from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
 from reconciler.control import daemon_pid, send_command
 from reconciler.errors import HostRefused, ReconcilerError, SpecError
+from reconciler.facts import HostFacts
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
+from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.host.runner import SubprocessRunner
-from reconciler.ledger import load_ledger, save_ledger
+from reconciler.ledger import Ledger, load_ledger, save_ledger
 from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
+from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir
 from reconciler.status import read_status, render_table, status_dict
 
@@ -271,7 +274,8 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     pctx = plan_context(ctx.config)
     wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
     facts = host.observe(snapshot.guests, ledger, state_files=wanted)
-    actions = plan_actions(snapshot.guests, facts, ledger, pctx)
+    running = live_guests(ctx, host, facts, snapshot.guests, ledger)
+    actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
     elif not actions:
@@ -290,7 +294,8 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     pctx = plan_context(ctx.config)
     wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
     facts = host.observe(snapshot.guests, ledger, state_files=wanted)
-    actions = plan_actions(snapshot.guests, facts, ledger, pctx)
+    running = live_guests(ctx, host, facts, snapshot.guests, ledger)
+    actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
     report = execute_actions(actions, host.apply, ledger, on_outcome=print_outcome)
     orders = {name: g.order for name, g in snapshot.guests.items()}
     save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))
@@ -300,6 +305,37 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
         print(f"{len(report.failed)} action(s) failed or were skipped; the next apply retries them")
         return EXIT_ERROR
     return EXIT_OK
+
+
+def live_guests(
+    ctx: Context,
+    host: FreeBSDHost,
+    facts: HostFacts,
+    desired: Mapping[str, GuestSpec],
+    ledger: Ledger,
+) -> frozenset[str]:
+    """Guests whose bhyve (or loader) runs now, though this process supervises none: those the
+    daemon's boot records show alive, and those whose VM exists while one of their taps is held
+    open (started by vmrun.sh, say). Planning must not start them again nor destroy their VM."""
+    live: set[str] = set()
+    for name in recorded_guests(ctx.config.run_dir):
+        ops = ShimGuestOps(
+            name,
+            runner=host.runner,
+            run_dir=ctx.config.run_dir,
+            vmm_dir=host.host_path(ctx.config.vmm_dir),
+        )
+        record = ops.record()
+        pids = (record.shim_pid, record.loader_pid, record.bhyve_pid)
+        if any(pid is not None and ops.alive(pid) for pid in pids):
+            live.add(name)
+    taps = allocate_taps(desired, facts.interfaces, ledger)
+    for vm in facts.vms:
+        for tap in (*taps.get(vm, ()), *ledger.taps_of(vm)):
+            iface = facts.interfaces.get(tap)
+            if iface is not None and iface.opened_by is not None:
+                live.add(vm)
+    return frozenset(live)
 
 
 def print_outcome(outcome: Outcome) -> None:
