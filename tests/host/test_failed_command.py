@@ -48,3 +48,39 @@ def test_one_failed_command_leaves_the_others_converged_and_the_next_apply_retri
     assert set(rig.sim.interfaces()["bridge0"].members) == {"igb0", "tap0", "tap1"}
     assert rig.ledger().members[("bridge0", "tap1")] == "second"
     assert rig.cli("plan").returncode == 0
+
+
+def test_a_failed_observation_changes_nothing_and_a_failed_bridge_skips_its_dependents(
+    rig: Rig,
+) -> None:
+    rig.write_spec("second", SECOND_GUEST)
+    rig.sim.inject_fault("kldstat -v", count=1, stderr="kldstat: simulated EIO")
+
+    blind, ran = rig.logged("apply")
+
+    assert blind.returncode == 1
+    assert "kldstat -v" in blind.stderr and "simulated EIO" in blind.stderr
+    assert ran == [["kldstat", "-v"]]
+
+    denied = "ifconfig: SIOCIFCREATE2: Operation not permitted"
+    rig.sim.inject_fault("ifconfig bridge0 create", stderr=denied)
+    proc, ran = rig.logged("apply")
+
+    assert proc.returncode == 1
+    assert ran == [
+        *OBSERVE,
+        ["kldload", "vmm"],
+        ["kldload", "nmdm"],
+        ["sysctl", "net.link.tap.up_on_open=1"],
+        ["ifconfig", "bridge0", "create"],
+        ["ifconfig", "tap1", "create"],
+    ]
+    skipped = [line for line in proc.stdout.splitlines() if line.endswith("which failed)")]
+    assert [line.split(":")[0] for line in skipped] == [
+        "~ add igb0 to bridge0",
+        "~ add tap1 to bridge0 for guest second",
+        "~ bring bridge0 up",
+    ]
+    assert denied in proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("4 action(s) failed or were skipped")
+    assert rig.sim.path("/vm/second/disk.img").exists()
