@@ -288,6 +288,8 @@ class Daemon:
             vmm_dir=self.config.vmm_dir,
         )
         self.config = kept
+        for sup in self.supervisors.values():
+            sup.stop_timeout = kept.stop_timeout  # built with the old config's
 
     # -- operator commands ----------------------------------------------------------------
 

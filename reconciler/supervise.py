@@ -18,6 +18,7 @@ How the daemon drives it:
     sup.snapshot()              # for status.json; times are readings of `clock`
     sup.finished                # True once a removed guest is stopped: drop the supervisor
     sup.next_deadline()         # the next timer (stop escalation, restart), to bound a sleep
+    sup.stop_timeout = t        # SIGHUP: the config's new default, for stops that begin later
 
 Behaviour an admin relies on (the rest is in `reconciler/policy.py`):
 - A supervisor constructed while the guest's shim or bhyve still runs adopts it (never a second
@@ -200,7 +201,7 @@ class GuestSupervisor:
         self._prepare_boot = prepare_boot
         self._clock = clock
         self._log = log
-        self._default_stop_timeout = stop_timeout
+        self.stop_timeout = stop_timeout  # the config's; a spec's own stop_timeout wins
         self._kill_grace = kill_grace
 
         self._spec = spec
@@ -561,7 +562,7 @@ class GuestSupervisor:
     def _stop_timeout(self) -> float:
         if self._spec is not None and self._spec.stop_timeout is not None:
             return self._spec.stop_timeout
-        return self._default_stop_timeout
+        return self.stop_timeout
 
     def _begin_stop(self, now: float) -> None:
         rec = self._ops.record()
