@@ -150,6 +150,11 @@ class Harness:
     def status(self) -> DaemonStatus | None:
         return read_status(self.run_dir)
 
+    def passes(self) -> int:
+        status = self.status()
+        assert status is not None, "no status.json yet"
+        return status.passes
+
     def guest(self, name: str) -> GuestStatus | None:
         status = self.status()
         if status is None:

@@ -9,15 +9,9 @@ import time
 from daemon_harness import Harness, guest_toml, wait_for
 
 
-def passes(harness: Harness) -> int:
-    status = harness.status()
-    assert status is not None
-    return status.passes
-
-
 def test_a_file_renamed_into_conf_d_boots_its_guest(harness: Harness) -> None:
     harness.start()
-    before = passes(harness)
+    before = harness.passes()
     status = harness.status()
     assert status is not None and status.guests == ()
 
@@ -25,7 +19,7 @@ def test_a_file_renamed_into_conf_d_boots_its_guest(harness: Harness) -> None:
 
     pid = harness.wait_running("vm1")
     assert harness.bhyve_processes("vm1") == [pid]
-    assert passes(harness) > before
+    assert harness.passes() > before
     row = harness.guest("vm1")
     assert row is not None and row.file is not None and row.file.endswith("vm1.toml")
     assert "tap0" in harness.sim.interfaces()
@@ -111,20 +105,20 @@ def test_fifty_files_renamed_in_at_once_boot_in_few_passes(harness: Harness) -> 
     for name in names:
         (staged / f"{name}.toml").write_text(guest_toml(name))
     harness.start()
-    before = passes(harness)
+    before = harness.passes()
 
     for name in names:  # as a `git pull` or a config-management run leaves them
         os.rename(staged / f"{name}.toml", harness.conf_dir / f"{name}.toml")
 
     for name in names:
         harness.wait_running(name, timeout=60)
-    assert passes(harness) - before <= 10, passes(harness) - before
+    assert harness.passes() - before <= 10, harness.passes() - before
     assert all(harness.sim.boots(name) == 1 for name in names)
 
 
 def test_editor_debris_is_ignored(harness: Harness) -> None:
     harness.start()
-    before = passes(harness)
+    before = harness.passes()
 
     for debris in (".x.toml.swp", "x.toml~", "#x.toml#", ".x.toml", "4913"):
         (harness.conf_dir / debris).write_text(guest_toml("x"))
