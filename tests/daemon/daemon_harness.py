@@ -155,6 +155,11 @@ class Harness:
         assert status is not None, "no status.json yet"
         return status.passes
 
+    def observations(self) -> int:
+        """Host observations so far: every pass starts with one `kldstat -v` (status.json's
+        `passes` is only rewritten when something else in the status changes)."""
+        return sum(argv[:2] == ["kldstat", "-v"] for argv in self.sim.commands())
+
     def guest(self, name: str) -> GuestStatus | None:
         status = self.status()
         if status is None:
