@@ -72,9 +72,7 @@ def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
 
 def test_a_guest_the_daemon_recorded_as_running_is_left_alone(rig: Rig, boot: Boot) -> None:
     # No NIC, so only the daemon's boot record in run_dir tells that its bhyve runs.
-    running = stopped_guest("quiet", "/vm/quiet.img", size="1G").replace(
-        'state = "stopped"\n', ""
-    )
+    running = stopped_guest("quiet", "/vm/quiet.img", size="1G").replace('state = "stopped"\n', "")
     rig.write_spec("quiet", running)
     assert rig.cli("apply").returncode == 0
     bhyve = rig.cli("commands", "quiet").stdout.splitlines()[-1].split()
