@@ -25,7 +25,13 @@ from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
 from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.host.runner import SubprocessRunner
 from reconciler.ledger import Ledger, load_ledger, save_ledger
-from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
+from reconciler.plan import (
+    PlanContext,
+    allocate_taps,
+    guests_holding_taps,
+    plan_actions,
+    uefi_vars_path,
+)
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir
 from reconciler.status import read_status, render_table, status_dict
@@ -329,12 +335,7 @@ def live_guests(
         pids = (record.shim_pid, record.loader_pid, record.bhyve_pid)
         if any(pid is not None and ops.alive(pid) for pid in pids):
             live.add(name)
-    taps = allocate_taps(desired, facts.interfaces, ledger)
-    for vm in facts.vms:
-        for tap in (*taps.get(vm, ()), *ledger.taps_of(vm)):
-            iface = facts.interfaces.get(tap)
-            if iface is not None and iface.opened_by is not None:
-                live.add(vm)
+    live.update(guests_holding_taps(desired, facts, ledger))
     return frozenset(live)
 
 

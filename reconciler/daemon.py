@@ -31,7 +31,13 @@ from reconciler.facts import HostFacts
 from reconciler.host.freebsd import ApplyReport, FreeBSDHost, Outcome, execute_actions
 from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.ledger import Ledger, load_ledger, save_ledger
-from reconciler.plan import PlanContext, allocate_taps, plan_actions, uefi_vars_path
+from reconciler.plan import (
+    PlanContext,
+    allocate_taps,
+    guests_holding_taps,
+    plan_actions,
+    uefi_vars_path,
+)
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, GuestStatus, write_status
@@ -348,7 +354,9 @@ class Daemon:
             if (adopted := self.supervisors.get(name)) is not None:
                 adopted.poll()
         self._adopted.clear()
-        running = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
+        supervised = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
+        foreign = self._foreign(desired, supervised)
+        running = supervised | foreign.keys()
         ctx = PlanContext(
             uplinks=self.config.bridges,
             guests_dir=str(self.config.state_dir / "guests"),
@@ -359,6 +367,10 @@ class Daemon:
         self._settle_ledger(report, desired)
         host_errors = tuple(
             f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error is not None
+        ) + tuple(
+            f"guest {name} runs outside bhyve-reconciler (its tap is held by pid {pid}): "
+            "not adopted; stop it there and the reconciler takes over"
+            for name, pid in sorted(foreign.items())
         )
         if report.outcomes or host_errors != self.host_errors:
             self._status_dirty = True
@@ -371,8 +383,8 @@ class Daemon:
         for spec in sorted(desired.values(), key=lambda g: (g.order, g.name)):
             sup = self.supervisors.get(spec.name)
             if sup is None:
-                if spec.name in self.blocked:
-                    continue  # its taps or disks are not there yet: the next pass retries
+                if spec.name in self.blocked or spec.name in foreign:
+                    continue  # its taps or disks are not there yet, or another bhyve runs it
                 sup = self.supervisors[spec.name] = self._supervisor(spec.name, spec)
                 self._given[spec.name] = spec
                 sup.poll()
@@ -389,6 +401,16 @@ class Daemon:
         self._poll(set())
         self._write_status()
         return report
+
+    def _foreign(
+        self, desired: Mapping[str, GuestSpec], supervised: frozenset[str]
+    ) -> dict[str, int]:
+        """Desired guests run by a bhyve that is not ours (vmrun.sh, another manager): never
+        booted a second time, and their VM never destroyed as stale (DESIGN.md rule 4)."""
+        unsupervised = [vm for vm in self.facts.vms if vm in desired and vm not in supervised]
+        if not unsupervised:
+            return {}
+        return guests_holding_taps(desired, self.facts, self.ledger, unsupervised)
 
     def _plan(self, desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[Action]:
         """plan_actions is pure: with the same specs, facts, ledger and context, the same plan

@@ -89,6 +89,25 @@ def allocate_taps(
     return result
 
 
+def guests_holding_taps(
+    desired: Mapping[str, GuestSpec],
+    facts: HostFacts,
+    ledger: Ledger,
+    vms: Iterable[str] | None = None,
+) -> dict[str, int]:
+    """Guests (among `vms`, default every VM) whose VM exists while one of their taps is held
+    open: some bhyve runs them, whoever started it (vmrun.sh, say). name -> the holding pid."""
+    taps = allocate_taps(desired, facts.interfaces, ledger)
+    held: dict[str, int] = {}
+    for vm in facts.vms if vms is None else vms:
+        for tap in (*taps.get(vm, ()), *ledger.taps_of(vm)):
+            iface = facts.interfaces.get(tap)
+            if iface is not None and iface.opened_by is not None:
+                held[vm] = iface.opened_by
+                break
+    return held
+
+
 def plan_actions(
     desired: Mapping[str, GuestSpec],
     facts: HostFacts,

@@ -24,7 +24,7 @@ from reconciler.actions import (
 )
 from reconciler.facts import DiskFile, HostFacts, Interface
 from reconciler.ledger import CreatedInterface, Ledger
-from reconciler.plan import PlanContext, allocate_taps, plan_actions
+from reconciler.plan import PlanContext, allocate_taps, guests_holding_taps, plan_actions
 from reconciler.spec import Disk, GuestSpec, Nic, Uefi
 
 GIB = 1 << 30
@@ -294,3 +294,25 @@ def test_destroy_interface_argv() -> None:
     assert action.describe() == "- destroy tap3 (created for guest old)"
     assert action.argv == ("ifconfig", "tap3", "destroy")
     assert RemoveMember(bridge="b", member="m").argv == ("ifconfig", "b", "deletem", "m")
+
+
+def test_guests_whose_tap_is_held_open_are_found_running() -> None:
+    running = replace(HANDBOOK, state="running")
+    held = converged_facts(
+        vms=frozenset({"guestname", "other"}),
+        interfaces={
+            **converged_facts().interfaces,
+            "tap0": Interface(name="tap0", kind="tap", up=True, opened_by=4242),
+        },
+    )
+    assert guests_holding_taps({"guestname": running}, held, Ledger()) == {"guestname": 4242}
+    # The same VM with its tap closed is a leftover: nothing runs it.
+    assert (
+        guests_holding_taps(
+            {"guestname": running}, converged_facts(vms=frozenset({"guestname"})), Ledger()
+        )
+        == {}
+    )
+    # A gone guest's tap is found through the ledger.
+    ledger = Ledger(interfaces={"tap0": CreatedInterface("tap", "guestname")})
+    assert guests_holding_taps({}, held, ledger) == {"guestname": 4242}
