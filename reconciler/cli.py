@@ -30,6 +30,7 @@ from reconciler.plan import (
     allocate_taps,
     guests_holding_taps,
     plan_actions,
+    state_files,
     uefi_vars_path,
 )
 from reconciler.spec import GuestSpec
@@ -278,8 +279,7 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     report_problems(snapshot.problems)
     ledger = load_ledger(ctx.config.state_dir)
     pctx = plan_context(ctx.config)
-    wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
-    facts = host.observe(snapshot.guests, ledger, state_files=wanted)
+    facts = host.observe(snapshot.guests, ledger, state_files=state_files(snapshot.guests, pctx))
     running = live_guests(ctx, host, facts, snapshot.guests, ledger)
     actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
     if args.json:
@@ -298,8 +298,7 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     report_problems(snapshot.problems)
     ledger = load_ledger(ctx.config.state_dir)
     pctx = plan_context(ctx.config)
-    wanted = [p for g in snapshot.guests.values() if (p := uefi_vars_path(pctx, g)) is not None]
-    facts = host.observe(snapshot.guests, ledger, state_files=wanted)
+    facts = host.observe(snapshot.guests, ledger, state_files=state_files(snapshot.guests, pctx))
     running = live_guests(ctx, host, facts, snapshot.guests, ledger)
     actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
     report = execute_actions(actions, host.apply, ledger, on_outcome=print_outcome)

@@ -36,6 +36,7 @@ from reconciler.plan import (
     allocate_taps,
     guests_holding_taps,
     plan_actions,
+    state_files,
     uefi_vars_path,
 )
 from reconciler.spec import GuestSpec
@@ -120,6 +121,7 @@ class Daemon:
         self._pass_due = True
         self._last_status: DaemonStatus | None = None
         self._watcher: ConfWatcher | None = None
+        self._plan_base = PlanContext(guests_dir=str(config.state_dir / "guests"))
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
         self._adopted: set[str] = set()  # supervisors not polled yet since adoption
         self._last_plan: tuple[tuple[object, ...], list[Action]] | None = None
@@ -341,7 +343,8 @@ class Daemon:
                 if not p.warning:
                     log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
         try:
-            self.facts = self.host.observe(desired, self.ledger)
+            files = state_files(desired, self._plan_base)
+            self.facts = self.host.observe(desired, self.ledger, state_files=files)
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self.host_errors = (f"observe: {exc}",)
@@ -357,11 +360,7 @@ class Daemon:
         supervised = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
         foreign = self._foreign(desired, supervised)
         running = supervised | foreign.keys()
-        ctx = PlanContext(
-            uplinks=self.config.bridges,
-            guests_dir=str(self.config.state_dir / "guests"),
-            running=running,
-        )
+        ctx = replace(self._plan_base, uplinks=self.config.bridges, running=running)
         actions = self._plan(desired, ctx)
         report = execute_actions(actions, self.host.apply, self.ledger, on_outcome=self._logged)
         self._settle_ledger(report, desired)
@@ -486,13 +485,12 @@ class Daemon:
         desired[spec.name] = spec
         taps = allocate_taps(desired, self.facts.interfaces, self.ledger)[spec.name]
         install = needs_install(spec, self.host.first_disk_bootable(spec))
-        ctx = PlanContext(guests_dir=str(self.config.state_dir / "guests"))
         return boot_commands(
             spec,
             taps=taps,
             install=install,
             guest_dir=str(self.config.state_dir / "guests" / spec.name),
-            uefi_vars=uefi_vars_path(ctx, spec),
+            uefi_vars=uefi_vars_path(self._plan_base, spec),
         )
 
     # -- status ------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ def uefi_vars_path(ctx: PlanContext, guest: GuestSpec) -> str | None:
     return posixpath.join(guest_dir(ctx, guest.name), VARS_FILE)
 
 
+def state_files(desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[str]:
+    """The per-guest files of the daemon's own the plan wants (UEFI vars copies): what the
+    driver must check exist, besides those the ledger lists."""
+    return [p for g in desired.values() if (p := uefi_vars_path(ctx, g)) is not None]
+
+
 def vars_template(guest: GuestSpec) -> str:
     return posixpath.join(posixpath.dirname(guest.uefi.firmware), VARS_FILE)
 
