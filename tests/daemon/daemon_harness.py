@@ -117,11 +117,14 @@ class Harness:
         status = self.status()
         return status is not None and status.pid == proc.pid and status.passes >= 1
 
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*self.base_argv(), *args],
             capture_output=True,
             text=True,
+            env=env,
             timeout=timeout,
             check=False,
         )

@@ -4,6 +4,7 @@ they say when no daemon runs."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from daemon_harness import Harness, guest_toml
@@ -107,3 +108,20 @@ def test_without_a_daemon_the_commands_say_so(harness: Harness) -> None:
     assert stop.returncode == 1
     assert "no bhyve-reconciler daemon is running" in stop.stderr
     assert "Traceback" not in stop.stderr
+
+
+def test_console_runs_cu_on_the_nmdm_b_side(harness: Harness) -> None:
+    harness.put("vm1", guest_toml("vm1"))
+    bin_dir = harness.tmp / "bin"
+    bin_dir.mkdir()
+    cu = bin_dir / "cu"
+    cu.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\nexit 7\n')
+    cu.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}")
+
+    console = harness.cli("console", "vm1", env=env)
+    unknown = harness.cli("console", "nosuch", env=env)
+
+    # cu replaced the CLI: its argv and its exit status are what the operator gets.
+    assert (console.returncode, console.stdout.splitlines()) == (7, ["-l", "/dev/nmdm-vm1.1B"])
+    assert unknown.returncode == 1 and "nosuch" in unknown.stderr
