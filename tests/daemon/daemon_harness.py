@@ -241,6 +241,9 @@ class Harness:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+        if not os.path.isdir("/proc"):
+            self._kill_recorded()
+            return
         for _ in range(20):
             pids = [pid for pid, _ in self._own_processes()]
             if not pids:
@@ -249,6 +252,19 @@ class Harness:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
+
+    def _kill_recorded(self) -> None:
+        """Without /proc: each boot's process group from its shim record, and the sim's bhyves."""
+        for record in (self.run_dir / "guests").glob("*/shim.pid"):
+            text = record.read_text().strip()
+            if text.isdigit():
+                with contextlib.suppress(OSError):
+                    os.killpg(int(text), signal.SIGKILL)
+        for guest in (self.root / ".sim" / "guests").glob("*"):
+            pid = self.sim.bhyve_pid(guest.name)
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def bhyve_processes(self, name: str) -> list[int]:
         """Live simulated bhyves of guest `name` (argv[0] is `bhyve: NAME`, as setproctitle)."""
