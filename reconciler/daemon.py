@@ -120,6 +120,7 @@ class Daemon:
         self._next_resync = 0.0
         self._pass_due = True
         self._last_status: DaemonStatus | None = None
+        self._passes_dirty = False
         self._watcher: ConfWatcher | None = None
         self._plan_base = PlanContext(guests_dir=str(config.state_dir / "guests"))
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
@@ -326,6 +327,7 @@ class Daemon:
         self._pass_due = False
         self._next_resync = self.clock() + self.config.resync_interval
         self.passes += 1
+        self._passes_dirty = True  # status.json counts passes
         if self._watcher is not None and not self._watcher.is_alive():
             # conf_dir was removed, renamed or swapped (a symlink to a new checkout): watch anew.
             self._watcher.stop()
@@ -560,14 +562,18 @@ class Daemon:
         return result
 
     def _write_status(self, force: bool = False) -> None:
-        if not (self._status_dirty or force):
+        if self._status_dirty or force or self._last_status is None:
+            status = self.status()
+        elif self._passes_dirty:
+            # Only the pass count moved: the rows stand, so do not walk every supervisor.
+            status = replace(self._last_status, passes=self.passes, updated_at=self.wall_clock())
+        else:
             return
-        status = self.status()
-        comparable = replace(status, updated_at=0.0, passes=0)
-        if force or comparable != self._last_status:
+        last = self._last_status
+        if force or last is None or replace(status, updated_at=last.updated_at) != last:
             write_status(self.config.run_dir, status)
-            self._last_status = comparable
-        self._status_dirty = False
+            self._last_status = status
+        self._status_dirty = self._passes_dirty = False
 
     # -- checks ----------------------------------------------------------------------------
 

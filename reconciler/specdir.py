@@ -117,9 +117,9 @@ class ConfDir:
             return self._publish(self._previous.guests, [problem], self._previous.files)
 
         current: dict[str, _Parsed] = {}
-        base = str(self.path)
+        base = str(self.path).rstrip("/") + "/"
         for name in names:
-            file = os.path.join(base, name)
+            file = base + name
             parsed = self._load(file, name[: -len(".toml")])
             if parsed is not None:
                 current[file] = parsed

@@ -61,6 +61,9 @@ _ALREADY: dict[type[Action], str] = {
 }
 
 
+_MISSING = DiskFile(exists=False)
+
+
 class FreeBSDHost:
     def __init__(
         self, runner: Runner, *, root: Path = Path("/"), vmm_dir: Path = Path("/dev/vmm")
@@ -69,6 +72,7 @@ class FreeBSDHost:
         self.root = root
         self.vmm_dir = vmm_dir
         self._root_prefix = str(root).rstrip("/")
+        self._disk_cache: dict[str, DiskFile] = {}
 
     def host_path(self, path: str | Path) -> Path:
         """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
@@ -96,8 +100,12 @@ class FreeBSDHost:
             p.startswith("/dev/zvol/") for p in ledger.disks
         )
         zvols = parse_zfs_volumes(self._must(OBSERVE_ZFS).stdout) if uses_zfs else None
+        # Only a disk with a size can be created when missing, so only those need a stat.
         disks = {
-            d.path: self.disk_facts(d.path) for g in desired.values() for d in g.disks if d.path
+            d.path: self.disk_facts(d.path)
+            for g in desired.values()
+            for d in g.disks
+            if d.path and d.size is not None
         }
         return HostFacts(
             modules=modules,
@@ -120,10 +128,13 @@ class FreeBSDHost:
 
     def disk_facts(self, path: str) -> DiskFile:
         try:
-            st = os.stat(self._root_prefix + path)  # a plain string: this runs per disk per pass
+            size = os.stat(self._root_prefix + path).st_size  # runs per disk per pass
         except FileNotFoundError:
-            return DiskFile(exists=False)
-        return DiskFile(exists=True, size=st.st_size)
+            return _MISSING
+        seen = self._disk_cache.get(path)
+        if seen is None or seen.size != size:
+            seen = self._disk_cache[path] = DiskFile(exists=True, size=size)
+        return seen
 
     def first_disk_bootable(self, guest: GuestSpec) -> bool:
         """vmrun.sh's test on the first disk: a boot sector or a UFS superblock. Read at boot
