@@ -8,7 +8,7 @@ operations, or when the guest supervisor owns it). Nothing here runs anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 Sign = Literal["+", "~", "-"]
 
@@ -20,13 +20,11 @@ class Action:
     requires: tuple[str, ...] = ()
     guest: str | None = None  # the guest it is for; None for the host or the daemon config
 
+    sign: ClassVar[Sign] = "~"
+
     @property
     def key(self) -> str:
         raise NotImplementedError
-
-    @property
-    def sign(self) -> Sign:
-        return "~"
 
     @property
     def summary(self) -> str:
@@ -61,13 +59,11 @@ class Action:
 class LoadModule(Action):
     module: str
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"module:{self.module}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -103,13 +99,11 @@ class CreateInterface(Action):
     name: str
     kind: Literal["tap", "bridge"]
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"interface:{self.name}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -125,13 +119,11 @@ class DestroyInterface(Action):
     name: str
     kind: Literal["tap", "bridge"]
 
+    sign: ClassVar[Sign] = "-"
+
     @property
     def key(self) -> str:
         return f"destroy-interface:{self.name}"
-
-    @property
-    def sign(self) -> Sign:
-        return "-"
 
     @property
     def summary(self) -> str:
@@ -166,13 +158,11 @@ class RemoveMember(Action):
     bridge: str
     member: str
 
+    sign: ClassVar[Sign] = "-"
+
     @property
     def key(self) -> str:
         return f"remove-member:{self.bridge}:{self.member}"
-
-    @property
-    def sign(self) -> Sign:
-        return "-"
 
     @property
     def summary(self) -> str:
@@ -209,13 +199,11 @@ class CreateDiskFile(Action):
     size: int
     size_text: str
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"disk:{self.path}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -227,13 +215,11 @@ class CreateZvol(Action):
     zvol: str
     size_text: str
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"disk:/dev/zvol/{self.zvol}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -251,13 +237,11 @@ class CopyFile(Action):
     source: str
     path: str
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"file:{self.path}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -272,13 +256,11 @@ class Forget(Action):
     kind: Literal["disk", "file", "interface", "member"]
     what: str  # the path, the interface name, or "BRIDGE MEMBER"
 
+    sign: ClassVar[Sign] = "-"
+
     @property
     def key(self) -> str:
         return f"forget:{self.kind}:{self.what}"
-
-    @property
-    def sign(self) -> Sign:
-        return "-"
 
     @property
     def summary(self) -> str:
@@ -294,13 +276,11 @@ class DestroyVM(Action):
 
     name: str
 
+    sign: ClassVar[Sign] = "-"
+
     @property
     def key(self) -> str:
         return f"destroy-vm:{self.name}"
-
-    @property
-    def sign(self) -> Sign:
-        return "-"
 
     @property
     def summary(self) -> str:
@@ -316,13 +296,11 @@ class StartGuest(Action):
     name: str
     order: int = 0
 
+    sign: ClassVar[Sign] = "+"
+
     @property
     def key(self) -> str:
         return f"start:{self.name}"
-
-    @property
-    def sign(self) -> Sign:
-        return "+"
 
     @property
     def summary(self) -> str:
@@ -339,13 +317,11 @@ class StopGuest(Action):
     reason: str
     order: int = 0
 
+    sign: ClassVar[Sign] = "-"
+
     @property
     def key(self) -> str:
         return f"stop:{self.name}"
-
-    @property
-    def sign(self) -> Sign:
-        return "-"
 
     @property
     def summary(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reconciler.actions import Action
 from reconciler.bhyve import boot_commands, needs_install
 from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
 from reconciler.control import daemon_pid, send_command
@@ -34,7 +35,7 @@ from reconciler.plan import (
     uefi_vars_path,
 )
 from reconciler.spec import GuestSpec
-from reconciler.specdir import ConfDir
+from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import read_status, render_table, status_dict
 
 EXIT_OK = 0
@@ -273,7 +274,17 @@ def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
 # -- plan and apply ---------------------------------------------------------------------------
 
 
-def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class OneShot:
+    """What `plan` and `apply` start from: the host, the specs, the ledger and the plan."""
+
+    host: FreeBSDHost
+    snapshot: ConfSnapshot
+    ledger: Ledger
+    actions: list[Action]
+
+
+def plan_once(ctx: Context) -> OneShot:
     host = open_host(ctx)
     snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
     report_problems(snapshot.problems)
@@ -282,6 +293,11 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     facts = host.observe(snapshot.guests, ledger, state_files=state_files(snapshot.guests, pctx))
     running = live_guests(ctx, host, facts, snapshot.guests, ledger)
     actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
+    return OneShot(host, snapshot, ledger, actions)
+
+
+def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
+    actions = plan_once(ctx).actions
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
     elif not actions:
@@ -293,18 +309,11 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
-    host = open_host(ctx)
-    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
-    report_problems(snapshot.problems)
-    ledger = load_ledger(ctx.config.state_dir)
-    pctx = plan_context(ctx.config)
-    facts = host.observe(snapshot.guests, ledger, state_files=state_files(snapshot.guests, pctx))
-    running = live_guests(ctx, host, facts, snapshot.guests, ledger)
-    actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
-    report = execute_actions(actions, host.apply, ledger, on_outcome=print_outcome)
-    orders = {name: g.order for name, g in snapshot.guests.items()}
+    once = plan_once(ctx)
+    report = execute_actions(once.actions, once.host.apply, once.ledger, on_outcome=print_outcome)
+    orders = {name: g.order for name, g in once.snapshot.guests.items()}
     save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))
-    if not actions:
+    if not once.actions:
         print("converged: nothing to do")
     if report.failed:
         print(f"{len(report.failed)} action(s) failed or were skipped; the next apply retries them")
