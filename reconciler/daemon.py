@@ -158,7 +158,9 @@ class Daemon:
         return 0
 
     def _start_watcher(self) -> ConfWatcher:
-        watcher = ConfWatcher(self.config.conf_dir, self._on_conf)
+        # A file counts once its writer closed or renamed it, so the quiet period only has to
+        # gather a burst (a git pull, a config-management run): 20 ms, and never over 500 ms.
+        watcher = ConfWatcher(self.config.conf_dir, self._on_conf, quiet=0.02, max_wait=0.5)
         watcher.start()
         return watcher
 
