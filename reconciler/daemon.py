@@ -41,7 +41,7 @@ from reconciler.plan import (
 )
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
-from reconciler.status import DaemonStatus, GuestStatus, write_status
+from reconciler.status import DaemonStatus, GuestStatus, StatusWriter
 from reconciler.supervise import CommandRefused, GuestSnapshot, GuestSupervisor
 from reconciler.watch import ConfWatcher
 
@@ -121,6 +121,7 @@ class Daemon:
         self._pass_due = True
         self._last_status: DaemonStatus | None = None
         self._passes_dirty = False
+        self._status_writer = StatusWriter(config.run_dir)
         self._watcher: ConfWatcher | None = None
         self._plan_base = PlanContext(guests_dir=str(config.state_dir / "guests"))
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
@@ -383,7 +384,9 @@ class Daemon:
             for o in report.outcomes
             if o.status in ("failed", "skipped") and o.action.guest
         }
-        for spec in sorted(desired.values(), key=lambda g: (g.order, g.name)):
+        given = self._given
+        news = [g for name, g in desired.items() if given.get(name) is not g]
+        for spec in sorted(news, key=lambda g: (g.order, g.name)):  # boots go by order
             sup = self.supervisors.get(spec.name)
             if sup is None:
                 if spec.name in self.blocked or spec.name in foreign:
@@ -573,7 +576,7 @@ class Daemon:
             return
         last = self._last_status
         if force or last is None or replace(status, updated_at=last.updated_at) != last:
-            write_status(self.config.run_dir, status)
+            self._status_writer.write(status)
             self._last_status = status
         self._status_dirty = self._passes_dirty = False
 

@@ -62,21 +62,36 @@ def status_dict(status: DaemonStatus) -> dict[str, object]:
     return data
 
 
-@functools.lru_cache(maxsize=16384)
+class StatusWriter:
+    """Writes status.json. Rows are frozen and mostly unchanged from one write to the next, so
+    each row's JSON is reused, and the whole row list when only the header (the pass count)
+    changed: a write at 1,000 guests encodes only what changed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / STATUS_FILE
+        self._rows: tuple[GuestStatus, ...] = ()
+        self._rows_text = ""
+        self._row_json = functools.lru_cache(maxsize=16384)(_row_json)
+
+    def encode(self, status: DaemonStatus) -> str:
+        head = {k: v for k, v in vars(status).items() if k != "guests"}
+        head["problems"] = list(status.problems)
+        head["host_errors"] = list(status.host_errors)
+        if self._rows is not status.guests:
+            self._rows = status.guests
+            self._rows_text = ",".join(self._row_json(g) for g in status.guests)
+        return json.dumps(head)[:-1] + f', "guests": [{self._rows_text}]}}\n'
+
+    def write(self, status: DaemonStatus) -> None:
+        write_atomic(self.path, self.encode(status), mode=0o644)
+
+
 def _row_json(row: GuestStatus) -> str:
     return json.dumps(vars(row))
 
 
-def encode_status(status: DaemonStatus) -> str:
-    """status.json's text. Rows are frozen and mostly unchanged from one write to the next,
-    so each row's JSON is reused: a pass at 1,000 guests encodes only what changed."""
-    head = {k: v for k, v in status_dict(status).items() if k != "guests"}
-    rows = ",".join(_row_json(g) for g in status.guests)
-    return json.dumps(head)[:-1] + f', "guests": [{rows}]}}\n'
-
-
 def write_status(run_dir: Path, status: DaemonStatus) -> None:
-    write_atomic(run_dir / STATUS_FILE, encode_status(status), mode=0o644)
+    StatusWriter(run_dir).write(status)
 
 
 def read_status(run_dir: Path) -> DaemonStatus | None:

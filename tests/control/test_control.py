@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler.control import ControlServer, DaemonLock, Request, send_command
 from reconciler.errors import DaemonError
-from reconciler.status import DaemonStatus, GuestStatus, read_status, render_table, write_status
+from reconciler.status import (
+    DaemonStatus,
+    GuestStatus,
+    StatusWriter,
+    read_status,
+    render_table,
+    write_status,
+)
 
 
 def test_command_reaches_the_loop_and_the_answer_comes_back(tmp_path: Path) -> None:
@@ -112,3 +120,22 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
 
 def test_missing_status_file_reads_as_none(tmp_path: Path) -> None:
     assert read_status(tmp_path) is None
+
+
+def test_one_writer_reflects_every_change_of_rows_and_header(tmp_path: Path) -> None:
+    writer = StatusWriter(tmp_path)
+    first = DaemonStatus(
+        pid=1,
+        started_at=0.0,
+        updated_at=1.0,
+        passes=1,
+        guests=(GuestStatus(name="a", state="starting"),),
+    )
+    writer.write(first)
+    assert read_status(tmp_path) == first
+    second = replace(first, passes=2, guests=(GuestStatus(name="a", state="running", pid=9),))
+    writer.write(second)
+    assert read_status(tmp_path) == second
+    third = replace(second, passes=3, updated_at=2.0)  # same rows: only the header moves
+    writer.write(third)
+    assert read_status(tmp_path) == third
