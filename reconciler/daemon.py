@@ -47,7 +47,7 @@ from reconciler.watch import ConfWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
-SAFETY_POLL = 5.0  # seconds: supervisors are also polled this often, in case an event is missed
+MAX_SLEEP = 5.0  # seconds: the loop wakes at least this often (timers, the watchers' health)
 LIVE = frozenset({"running", "starting", "stopping"})
 
 
@@ -200,11 +200,11 @@ class Daemon:
             polled: set[str] = set()
             for it in items:
                 self._handle(it, polled)
-            self._poll(None if item is None else polled)
+            self._poll(polled)
             self._write_status()
 
     def _next_wake(self, now: float) -> float:
-        deadlines = [now + SAFETY_POLL]
+        deadlines = [now + MAX_SLEEP]
         if not self._stopping:
             deadlines.append(self._next_resync)
         deadlines.extend(
@@ -223,8 +223,8 @@ class Daemon:
             self._operator(item.request)
 
     def _poll(self, names: set[str] | None) -> None:
-        """Poll supervisors: those named by events, plus any whose timer is due; all of them
-        on a timeout (the safety net for a missed event)."""
+        """Poll supervisors: those named by boot-record events, plus any whose timer is due;
+        all of them when `names` is None (each pass)."""
         now = self.clock()
         for name, sup in list(self.supervisors.items()):
             deadline = sup.next_deadline()
@@ -404,7 +404,7 @@ class Daemon:
                 del self._given[name]
                 sup.desire(None)
                 self._status_dirty = True
-        self._poll(set())
+        self._poll(None)  # every pass polls every guest: the safety net for a missed record event
         self._write_status()
         return report
 
