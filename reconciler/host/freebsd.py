@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from reconciler.actions import (
     Action,
@@ -62,6 +62,7 @@ _ALREADY: dict[type[Action], str] = {
 
 
 _MISSING = DiskFile(exists=False)
+_T = TypeVar("_T")
 
 
 class FreeBSDHost:
@@ -73,6 +74,7 @@ class FreeBSDHost:
         self.vmm_dir = vmm_dir
         self._root_prefix = str(root).rstrip("/")
         self._disk_cache: dict[str, DiskFile] = {}
+        self._parse_cache: dict[Callable[[str], object], tuple[str, object]] = {}
 
     def host_path(self, path: str | Path) -> Path:
         """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
@@ -92,14 +94,16 @@ class FreeBSDHost:
         `state_files` are the daemon's own per-guest files (UEFI vars copies) the plan wants;
         the ledger's are always checked. Like CopyFile, they are daemon paths, not under root.
         """
-        modules = parse_kldstat(self._must(OBSERVE_KLDSTAT).stdout)
+        modules = self._parsed(parse_kldstat, self._must(OBSERVE_KLDSTAT).stdout)
         sysctl = self.runner.run(OBSERVE_SYSCTL)
         sysctls = parse_sysctl(sysctl.stdout) if sysctl.ok else {}  # unknown oid: tap not loaded
         interfaces = self.observe_interfaces()
         uses_zfs = any(d.zvol for g in desired.values() for d in g.disks) or any(
             p.startswith("/dev/zvol/") for p in ledger.disks
         )
-        zvols = parse_zfs_volumes(self._must(OBSERVE_ZFS).stdout) if uses_zfs else None
+        zvols = (
+            self._parsed(parse_zfs_volumes, self._must(OBSERVE_ZFS).stdout) if uses_zfs else None
+        )
         # Only a disk with a size can be created when missing, so only those need a stat.
         disks = {
             d.path: self.disk_facts(d.path)
@@ -118,7 +122,18 @@ class FreeBSDHost:
         )
 
     def observe_interfaces(self) -> dict[str, Interface]:
-        return parse_ifconfig(self._must(OBSERVE_IFCONFIG).stdout)
+        return self._parsed(parse_ifconfig, self._must(OBSERVE_IFCONFIG).stdout)
+
+    def _parsed(self, parser: Callable[[str], _T], text: str) -> _T:
+        """`parser(text)`, reusing the last result while a command prints the same text: on
+        a quiet host `ifconfig -a` says the same thing pass after pass, and parsing a
+        thousand taps' worth of it is most of a pass. Results are never mutated."""
+        last = self._parse_cache.get(parser)
+        if last is not None and last[0] == text:
+            return cast(_T, last[1])
+        result = parser(text)
+        self._parse_cache[parser] = (text, result)
+        return result
 
     def list_vms(self) -> frozenset[str]:
         try:
