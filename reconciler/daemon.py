@@ -47,6 +47,8 @@ from reconciler.watch import ConfWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
+FULL_SWEEP_EVERY = 10  # passes: every guest is polled at least this often (5 min by default)
+EXIT_RECORD = "exit"  # what the boot shim writes in run_dir/guests/NAME/ when the boot ends
 MAX_SLEEP = 5.0  # seconds: the loop wakes at least this often (timers, the watchers' health)
 LIVE = frozenset({"running", "starting", "stopping"})
 
@@ -240,6 +242,23 @@ class Daemon:
                 self._status_dirty = True
                 self._pass_due = True
 
+    def _sweep(self) -> None:
+        """Once per pass, the safety net for a missed boot-record event: a running guest is
+        polled when its boot recorded an exit (one stat), starting and stopping guests always;
+        and every FULL_SWEEP_EVERY passes every guest (a shim killed without leaving a record
+        shows only in its pids)."""
+        if self.passes % FULL_SWEEP_EVERY == 0:
+            self._poll(None)
+            return
+        base = f"{self.config.run_dir}/guests/"
+        due = {
+            name
+            for name, sup in self.supervisors.items()
+            if sup.state in LIVE
+            and (sup.state != "running" or os.path.exists(f"{base}{name}/{EXIT_RECORD}"))
+        }
+        self._poll(due)
+
     # -- signals -----------------------------------------------------------------------------
 
     def _install_signals(self) -> dict[int, Any]:
@@ -404,7 +423,7 @@ class Daemon:
                 del self._given[name]
                 sup.desire(None)
                 self._status_dirty = True
-        self._poll(None)  # every pass polls every guest: the safety net for a missed record event
+        self._sweep()
         self._write_status()
         return report
 
