@@ -34,6 +34,8 @@ from reconciler.host.freebsd import OBSERVE_IFCONFIG, OBSERVE_KLDSTAT, OBSERVE_S
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
 from reconciler.log import configure_logging
 from reconciler.sim import SimulatedHost
+from reconciler.sim import state as st
+from reconciler.sim.net import new_iface
 
 Row = tuple[str, str, str, str]  # figure, measured, goal, verdict
 
@@ -108,6 +110,22 @@ def write_specs(directory: Path, ids: range, **kw: object) -> None:
         path.chmod(0o644)
 
 
+def seed_network(world: World, n: int) -> None:
+    """Give the simulated host bridge0 (with igb0) and tap0..tapN-1 in it, as if a person had
+    made them: one host command each through the Python simulator would take minutes."""
+    with st.Store(str(world.sim.root)) as store:
+        state = store.state
+        st.kld_load(state, "if_bridge.ko")
+        interfaces = state["interfaces"]
+        bridge = interfaces["bridge0"] = new_iface(state, "bridge")
+        bridge["up"] = True
+        for i in range(n):
+            interfaces[f"tap{i}"] = new_iface(state, "tap")
+            bridge["members"].append(f"tap{i}")
+        bridge["members"].append("igb0")
+        store.dirty = True
+
+
 def rss_mb(pid: int | str = "self") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -169,7 +187,8 @@ def bench_noop_passes(tmp: Path, repeat: int) -> list[Row]:
     ratio_at: dict[int, float] = {}
     for n in (1, 100, 1000):
         world = make_world(tmp / f"noop{n}")
-        write_specs(world.conf_dir, range(n))
+        seed_network(world, n)
+        write_specs(world.conf_dir, range(n), tap=True)
         daemon = Daemon(world.config, world.host())
         daemon.reconcile()  # converge
         daemon.reconcile()
