@@ -47,8 +47,6 @@ from reconciler.watch import ConfWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
-FULL_SWEEP_EVERY = 10  # passes: every guest is polled at least this often (5 min by default)
-EXIT_RECORD = "exit"  # what the boot shim writes in run_dir/guests/NAME/ when the boot ends
 MAX_SLEEP = 5.0  # seconds: the loop wakes at least this often (timers, the watchers' health)
 LIVE = frozenset({"running", "starting", "stopping"})
 
@@ -242,23 +240,6 @@ class Daemon:
                 self._status_dirty = True
                 self._pass_due = True
 
-    def _sweep(self) -> None:
-        """Once per pass, the safety net for a missed boot-record event: a running guest is
-        polled when its boot recorded an exit (one stat), starting and stopping guests always;
-        and every FULL_SWEEP_EVERY passes every guest (a shim killed without leaving a record
-        shows only in its pids)."""
-        if self.passes % FULL_SWEEP_EVERY == 0:
-            self._poll(None)
-            return
-        base = f"{self.config.run_dir}/guests/"
-        due = {
-            name
-            for name, sup in self.supervisors.items()
-            if sup.state in LIVE
-            and (sup.state != "running" or os.path.exists(f"{base}{name}/{EXIT_RECORD}"))
-        }
-        self._poll(due)
-
     # -- signals -----------------------------------------------------------------------------
 
     def _install_signals(self) -> dict[int, Any]:
@@ -368,7 +349,8 @@ class Daemon:
                     log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
         try:
             files = state_files(desired, self._plan_base)
-            self.facts = self.host.observe(desired, self.ledger, state_files=files)
+            live = frozenset(n for n, s in self.supervisors.items() if s.state in LIVE)
+            self.facts = self.host.observe(desired, self.ledger, state_files=files, running=live)
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self.host_errors = (f"observe: {exc}",)
@@ -423,7 +405,7 @@ class Daemon:
                 del self._given[name]
                 sup.desire(None)
                 self._status_dirty = True
-        self._sweep()
+        self._poll(None)  # every guest once per pass: the safety net for a missed record event
         self._write_status()
         return report
 

@@ -160,18 +160,25 @@ def save_ledger(state_dir: Path, ledger: Ledger) -> None:
     write_atomic(state_dir / LEDGER_FILE, json.dumps(ledger.to_json(), indent=2) + "\n")
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace `path` so a reader sees the old text or the new one, never half of either.
+    `durable` also survives a power cut (fsync); status files that are rewritten anyway
+    skip it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
+        data = memoryview(text.encode())
+        while data:
+            data = data[os.write(fd, data) :]
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -205,10 +205,11 @@ def plan_actions(
         if iface is None or not iface.up:
             add(InterfaceUp(name=bridge, requires=needs(bridge)), *users)
 
-    # Disks: created when missing and sized; never over an existing file, never shrunk.
+    # Disks: created when missing and sized; never over an existing file, never shrunk, and
+    # never under a running guest (its bhyve still has the old one open).
     for g in guests:
         for disk in g.disks:
-            if disk.size is None:
+            if disk.size is None or g.name in ctx.running:
                 continue
             size_text = format_size(disk.size)
             if disk.path is not None:

@@ -137,7 +137,8 @@ class ConfDir:
 
     def _refresh_warnings(self) -> ConfSnapshot:
         previous = self._previous
-        warnings = [w for spec in previous.guests.values() for w in self._missing_files(spec)]
+        seen: dict[str, bool] = {}
+        warnings = [w for g in previous.guests.values() for w in self._missing_files(g, seen)]
         before = [(p.file, p.key, p.message) for p in previous.problems if p.warning]
         if sorted((w.file, w.key, w.message) for w in warnings) == sorted(before):
             return previous
@@ -233,6 +234,7 @@ class ConfDir:
             }
 
         problems: list[SpecError] = []
+        seen: dict[str, bool] = {}
         files: dict[str, FileStatus] = {}
         guests: dict[str, GuestSpec] = {}
         for file, parsed in current.items():
@@ -242,7 +244,7 @@ class ConfDir:
                 guests[spec.name] = spec
                 if not using_last_good:
                     self._last_good[file] = spec
-                problems.extend(self._missing_files(spec))
+                problems.extend(self._missing_files(spec, seen))
             problems.extend(parsed.errors)
             problems.extend(conflicts.get(file, ()))
             status: FileState
@@ -263,18 +265,24 @@ class ConfDir:
             )
         return self._publish(guests, problems, files)
 
-    def _missing_files(self, spec: GuestSpec) -> list[SpecError]:
-        """Warnings for install media and firmware not (yet) on the host."""
+    def _missing_files(self, spec: GuestSpec, seen: dict[str, bool]) -> list[SpecError]:
+        """Warnings for install media and firmware not (yet) on the host. `seen` remembers
+        what one scan already checked: a thousand UEFI guests share one firmware file."""
         wanted: list[tuple[str, str]] = []
         if spec.install is not None:
             wanted.append(("install.iso", spec.install.iso))
         if spec.loader == "uefi":
             wanted.append(("uefi.firmware", spec.uefi.firmware))
-        return [
-            SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
-            for key, path in wanted
-            if not os.path.exists(self._root_prefix + path)
-        ]
+        missing = []
+        for key, path in wanted:
+            exists = seen.get(path)
+            if exists is None:
+                exists = seen[path] = os.path.exists(self._root_prefix + path)
+            if not exists:
+                missing.append(
+                    SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
+                )
+        return missing
 
     def _publish(
         self,

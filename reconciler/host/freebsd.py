@@ -87,12 +87,15 @@ class FreeBSDHost:
         desired: Mapping[str, GuestSpec],
         ledger: Ledger,
         state_files: Iterable[str] = (),
+        running: frozenset[str] = frozenset(),
     ) -> HostFacts:
         """One snapshot: kldstat, sysctl, ifconfig, and zfs only when a spec or the ledger
         holds a zvol; then stats and a listing of vmm_dir, which run no command.
 
         `state_files` are the daemon's own per-guest files (UEFI vars copies) the plan wants;
         the ledger's are always checked. Like CopyFile, they are daemon paths, not under root.
+        The disks of `running` guests are not looked at: nothing creates a disk under a
+        running guest.
         """
         modules = self._parsed(parse_kldstat, self._must(OBSERVE_KLDSTAT).stdout)
         sysctl = self.runner.run(OBSERVE_SYSCTL)
@@ -108,6 +111,7 @@ class FreeBSDHost:
         disks = {
             d.path: self.disk_facts(d.path)
             for g in desired.values()
+            if g.name not in running
             for d in g.disks
             if d.path and d.size is not None
         }

@@ -316,3 +316,12 @@ def test_guests_whose_tap_is_held_open_are_found_running() -> None:
     # A gone guest's tap is found through the ledger.
     ledger = Ledger(interfaces={"tap0": CreatedInterface("tap", "guestname")})
     assert guests_holding_taps({}, held, ledger) == {"guestname": 4242}
+
+
+def test_no_disk_is_created_under_a_running_guest() -> None:
+    running = replace(HANDBOOK, state="running")
+    gone = converged_facts(disks={}, vms=frozenset({"guestname"}))
+    ctx = replace(UPLINK, running=frozenset({"guestname"}))
+    assert plan_actions({"guestname": running}, gone, Ledger(), ctx) == []
+    stopped = plan_actions({"guestname": running}, gone, Ledger(), UPLINK)
+    assert [type(a) for a in stopped] == [CreateDiskFile, DestroyVM, StartGuest]
