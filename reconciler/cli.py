@@ -114,9 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "console": cmd_console,
         }[args.command]
         return handler(ctx, args)
-    except HostRefused as exc:
-        print(f"bhyve-reconciler: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except ReconcilerError as exc:
         print(f"bhyve-reconciler: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -165,8 +162,8 @@ def read_config(path: Path) -> DaemonConfig:
         ) from exc
     config, problems = parse_config(text, file=str(path))
     errors = [p for p in problems if not p.warning]
-    if errors:
-        raise errors[0]
+    if errors:  # every problem at once, one per line, as validate reports specs
+        raise ReconcilerError("the daemon config is invalid:\n" + "\n".join(map(str, errors)))
     return config
 
 
