@@ -47,6 +47,7 @@ from reconciler.watch import ConfWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
+FULL_SWEEP_EVERY = 10  # passes: with the record watcher up, every guest is polled this often
 MAX_SLEEP = 5.0  # seconds: the loop wakes at least this often (timers, the watchers' health)
 LIVE = frozenset({"running", "starting", "stopping"})
 
@@ -123,6 +124,7 @@ class Daemon:
         self._passes_dirty = False
         self._status_writer = StatusWriter(config.run_dir)
         self._watcher: ConfWatcher | None = None
+        self._records: ConfWatcher | None = None
         self._plan_base = PlanContext(guests_dir=str(config.state_dir / "guests"))
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
         self._adopted: set[str] = set()  # supervisors not polled yet since adoption
@@ -137,7 +139,7 @@ class Daemon:
         control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
         guests_dir = self.config.run_dir / "guests"
         guests_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        records = ConfWatcher(
+        records = self._records = ConfWatcher(
             guests_dir, self._on_records, accept=is_boot_record, recursive=True, quiet=0.01
         )
         previous = self._install_signals()
@@ -239,6 +241,18 @@ class Daemon:
                 del self.supervisors[name]
                 self._status_dirty = True
                 self._pass_due = True
+
+    def _sweep(self) -> None:
+        """Once per pass, the safety net for a missed boot-record event. While the record
+        watcher runs, a steadily running guest is left to it (its exit lands as an event)
+        except on every FULL_SWEEP_EVERY-th pass; starting and stopping guests, whose record
+        directory may be newer than the watch on it, are polled every pass. Without the
+        watcher every guest is polled every pass."""
+        watched = self._records is not None and self._records.is_alive()
+        if not watched or self.passes % FULL_SWEEP_EVERY == 0:
+            self._poll(None)
+            return
+        self._poll({n for n, s in self.supervisors.items() if s.state in LIVE - {"running"}})
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -405,7 +419,7 @@ class Daemon:
                 del self._given[name]
                 sup.desire(None)
                 self._status_dirty = True
-        self._poll(None)  # every guest once per pass: the safety net for a missed record event
+        self._sweep()
         self._write_status()
         return report
 

@@ -12,9 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from daemon_harness import Harness, guest_toml, wait_for
 
 from reconciler.config import DaemonConfig
-from reconciler.daemon import Daemon
+from reconciler.daemon import FULL_SWEEP_EVERY, Daemon
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
 from reconciler.sim import SimulatedHost
@@ -79,3 +80,21 @@ def test_a_boot_killed_without_a_record_is_found_by_the_next_pass(
     os.killpg(shim, signal.SIGKILL)  # the whole boot dies: no exit record is ever written
     d.reconcile()
     assert d.supervisors["vm1"].state != "running"
+
+
+def test_with_the_record_watcher_up_a_lost_boot_is_found_within_a_full_sweep(
+    harness: Harness,
+) -> None:
+    harness.put("vm1", guest_toml("vm1"))
+    daemon = harness.start()
+    harness.wait_running("vm1")
+    harness.sim.wait_for_bhyve("vm1")
+    shim = int((harness.run_dir / "guests" / "vm1" / "shim.pid").read_text())
+    os.killpg(shim, signal.SIGKILL)  # no exit record: no event either
+    for _ in range(FULL_SWEEP_EVERY + 1):
+        before = harness.observations()
+        daemon.send_signal(signal.SIGHUP)  # a pass (re-reading the config)
+        wait_for(lambda before=before: harness.observations() > before, "a pass")
+        if harness.state("vm1") not in ("running", None):
+            return
+    raise AssertionError(f"vm1 still {harness.state('vm1')} after {FULL_SWEEP_EVERY + 1} passes")
