@@ -1,6 +1,6 @@
 """bhyve-reconciler benchmarks: speed, scale and memory on the simulated host.
 
-    python bench/run.py            # every figure (about two minutes)
+    python bench/run.py            # every figure (about six minutes)
     python bench/run.py --quick    # shorter idle window and fewer repetitions
 
 Prints one row per figure with its goal and pass/fail. Machines are shared and noisy, so each
