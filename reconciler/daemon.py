@@ -475,9 +475,9 @@ class Daemon:
     def _adopt(self) -> None:
         """Before the first pass: a supervisor for every guest with a boot record, so a running
         guest is adopted (never booted twice) even when its file is gone."""
-        self.snapshot = self.confdir.scan()
+        guests = self.confdir.scan().guests  # the first pass logs its problems
         for name in recorded_guests(self.config.run_dir):
-            spec = self.snapshot.guests.get(name)
+            spec = guests.get(name)
             self.supervisors[name] = self._supervisor(name, spec)
             self._given[name] = spec
             self._adopted.add(name)

@@ -170,3 +170,12 @@ def test_sigterm_stops_every_guest_gracefully_in_reverse_order_and_exits_0(
     assert harness.bhyve_processes("first") == harness.bhyve_processes("second") == []
     final = harness.status()
     assert final is not None and {g.state for g in final.guests} == {"stopped"}
+
+
+def test_a_file_broken_before_the_daemon_starts_is_logged_and_shown(harness: Harness) -> None:
+    path = harness.put("vm1", guest_toml("vm1", cpus=0))
+    harness.start()
+    assert harness.events("spec.invalid", file=str(path), key="cpus")
+    status = harness.status()
+    assert status is not None
+    assert any(p.startswith(f"{path}: cpus: ") for p in status.problems)
