@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.actions import Action
-from reconciler.bhyve import boot_commands, needs_install
 from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
 from reconciler.control import daemon_pid, send_command
 from reconciler.errors import HostRefused, ReconcilerError, SpecError
@@ -27,12 +26,11 @@ from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.host.runner import SubprocessRunner
 from reconciler.ledger import Ledger, load_ledger, save_ledger
 from reconciler.plan import (
-    PlanContext,
-    allocate_taps,
     guests_holding_taps,
+    next_boot,
     plan_actions,
+    plan_context,
     state_files,
-    uefi_vars_path,
 )
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
@@ -199,14 +197,6 @@ def open_host(ctx: Context) -> FreeBSDHost:
     return FreeBSDHost(SubprocessRunner(), vmm_dir=ctx.config.vmm_dir)
 
 
-def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) -> PlanContext:
-    return PlanContext(
-        uplinks=config.bridges,
-        guests_dir=str(config.state_dir / "guests"),
-        running=running,
-    )
-
-
 # -- validate ---------------------------------------------------------------------------------
 
 
@@ -252,15 +242,13 @@ def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
     else:
         host = open_host(ctx)
         interfaces = frozenset(host.observe_interfaces())
-    taps = allocate_taps(snapshot.guests, interfaces, ledger)[guest.name]
-    pctx = plan_context(ctx.config)
-    install = needs_install(guest, host.first_disk_bootable(guest))
-    boot = boot_commands(
+    boot = next_boot(
         guest,
-        taps=taps,
-        install=install,
-        guest_dir=str(ctx.config.state_dir / "guests" / guest.name),
-        uefi_vars=uefi_vars_path(pctx, guest),
+        desired=snapshot.guests,
+        interfaces=interfaces,
+        ledger=ledger,
+        ctx=plan_context(ctx.config),
+        first_disk_bootable=host.first_disk_bootable(guest),
     )
     if boot.loader is not None:
         print(shlex.join(boot.loader))

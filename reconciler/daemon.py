@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from reconciler.actions import Action
-from reconciler.bhyve import BootCommands, boot_commands, needs_install
+from reconciler.bhyve import BootCommands
 from reconciler.config import DaemonConfig, parse_config
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.errors import DaemonError, ReconcilerError
@@ -33,11 +33,11 @@ from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.ledger import Ledger, load_ledger, save_ledger
 from reconciler.plan import (
     PlanContext,
-    allocate_taps,
     guests_holding_taps,
+    next_boot,
     plan_actions,
+    plan_context,
     state_files,
-    uefi_vars_path,
 )
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
@@ -125,7 +125,7 @@ class Daemon:
         self._status_writer = StatusWriter(config.run_dir)
         self._watcher: ConfWatcher | None = None
         self._records: ConfWatcher | None = None
-        self._plan_base = PlanContext(guests_dir=str(config.state_dir / "guests"))
+        self._plan_base = plan_context(config)
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
         self._adopted: set[str] = set()  # supervisors not polled yet since adoption
         self._last_plan: tuple[tuple[object, ...], list[Action]] | None = None
@@ -503,16 +503,13 @@ class Daemon:
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
         """What the next boot of `spec` runs: its taps, and install mode from its first disk."""
-        desired = dict(self.snapshot.guests) if self.snapshot else {}
-        desired[spec.name] = spec
-        taps = allocate_taps(desired, self.facts.interfaces, self.ledger)[spec.name]
-        install = needs_install(spec, self.host.first_disk_bootable(spec))
-        return boot_commands(
+        return next_boot(
             spec,
-            taps=taps,
-            install=install,
-            guest_dir=str(self.config.state_dir / "guests" / spec.name),
-            uefi_vars=uefi_vars_path(self._plan_base, spec),
+            desired=self.snapshot.guests if self.snapshot else {},
+            interfaces=self.facts.interfaces,
+            ledger=self.ledger,
+            ctx=self._plan_base,
+            first_disk_bootable=self.host.first_disk_bootable(spec),
         )
 
     # -- status ------------------------------------------------------------------------------

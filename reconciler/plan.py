@@ -28,6 +28,8 @@ from reconciler.actions import (
     StartGuest,
     StopGuest,
 )
+from reconciler.bhyve import BootCommands, boot_commands, needs_install
+from reconciler.config import DaemonConfig
 from reconciler.facts import HostFacts
 from reconciler.ledger import Ledger
 from reconciler.spec import GuestSpec
@@ -45,6 +47,33 @@ class PlanContext:
     uplinks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     guests_dir: str = "/var/db/bhyve-reconciler/guests"
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
+
+
+def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) -> PlanContext:
+    """The planning context a daemon config gives."""
+    return PlanContext(
+        uplinks=config.bridges, guests_dir=str(config.state_dir / "guests"), running=running
+    )
+
+
+def next_boot(
+    guest: GuestSpec,
+    *,
+    desired: Mapping[str, GuestSpec],
+    interfaces: Iterable[str],
+    ledger: Ledger,
+    ctx: PlanContext,
+    first_disk_bootable: bool,
+) -> BootCommands:
+    """What the guest's next boot runs: `commands NAME` prints it, the supervisor runs it."""
+    taps = allocate_taps({**desired, guest.name: guest}, interfaces, ledger)[guest.name]
+    return boot_commands(
+        guest,
+        taps=taps,
+        install=needs_install(guest, first_disk_bootable),
+        guest_dir=guest_dir(ctx, guest.name),
+        uefi_vars=uefi_vars_path(ctx, guest),
+    )
 
 
 def guest_dir(ctx: PlanContext, name: str) -> str:
