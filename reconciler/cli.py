@@ -21,10 +21,11 @@ from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig, parse_config
 from reconciler.control import daemon_pid, send_command
 from reconciler.errors import HostRefused, ReconcilerError, SpecError
 from reconciler.facts import HostFacts
+from reconciler.host.files import load_ledger, save_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
 from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.host.runner import SubprocessRunner
-from reconciler.ledger import Ledger, load_ledger, save_ledger
+from reconciler.ledger import Ledger
 from reconciler.plan import (
     guests_holding_taps,
     next_boot,

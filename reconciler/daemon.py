@@ -28,9 +28,10 @@ from reconciler.config import DaemonConfig, parse_config
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.errors import DaemonError, ReconcilerError
 from reconciler.facts import HostFacts
+from reconciler.host.files import load_ledger, save_ledger
 from reconciler.host.freebsd import ApplyReport, FreeBSDHost, Outcome, execute_actions
 from reconciler.host.guests import ShimGuestOps, recorded_guests
-from reconciler.ledger import Ledger, load_ledger, save_ledger
+from reconciler.ledger import Ledger
 from reconciler.plan import (
     PlanContext,
     guests_holding_taps,

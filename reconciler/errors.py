@@ -5,10 +5,11 @@
     │   └── ConflictError    two spec files claim the same name, tap, disk or console
     ├── HostCommandError     a host command exited non-zero (argv, exit status, stderr)
     ├── HostRefused          the host cannot be touched from here (not FreeBSD, no --simulate)
+    ├── StateError           a file the daemon keeps (ledger, accepted specs) is damaged or newer
     └── DaemonError          no daemon answers on run_dir, or a second one would start
 
-Errors carry intent: `temporary` ones are retried on the next pass, the others are reported
-and left for a person to fix.
+A `HostCommandError` is retried by the next pass; the others are reported and left for a person
+to fix.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from collections.abc import Sequence
 
 class ReconcilerError(Exception):
     """Root of every error bhyve-reconciler raises on purpose."""
-
-    temporary = False
 
 
 class SpecError(ReconcilerError):
@@ -40,8 +39,6 @@ class ConflictError(SpecError):
 class HostCommandError(ReconcilerError):
     """A host command exited non-zero; the next pass will try again."""
 
-    temporary = True
-
     def __init__(self, argv: Sequence[str], status: int, stderr: str) -> None:
         self.argv = tuple(argv)
         self.status = status
@@ -52,6 +49,17 @@ class HostCommandError(ReconcilerError):
 
 class HostRefused(ReconcilerError):
     """This process may not touch the host it would touch."""
+
+
+class StateError(ReconcilerError):
+    """One of the daemon's own files cannot be trusted: one line with the file, what is wrong
+    with it, and how to recover."""
+
+    def __init__(self, path: object, problem: str, recover: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.recover = recover
+        super().__init__(f"{self.path}: {problem}; to recover, {recover}")
 
 
 class DaemonError(ReconcilerError):

@@ -1,17 +1,15 @@
 """The ledger: what the reconciler itself created, so that only that is ever undone.
 
-`Ledger` is a frozen value and `after(action)` the pure rule for how a succeeded action changes
-it; `load_ledger`/`save_ledger` persist it atomically as JSON in `state_dir`. Anything not in the
-ledger (a tap the user made, a physical NIC, a bridge from the daemon config) is never removed.
+Pure: `Ledger` is a frozen value, `after(action)` the rule for how a succeeded action changes
+it, and `ledger_to_json`/`ledger_from_json` its file format, checked field by field (the edge,
+`host/files.py`, stores it in `state_dir`). Anything not in the ledger (a tap the user made, a
+physical NIC, a bridge from the daemon config) is never removed.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from reconciler.actions import (
     Action,
@@ -27,6 +25,7 @@ from reconciler.actions import (
 
 LEDGER_FILE = "ledger.json"
 FORMAT_VERSION = 1
+_KINDS = ("tap", "bridge")
 
 
 @dataclass(frozen=True)
@@ -101,84 +100,78 @@ class Ledger:
         merged = {**self.orders, **orders}
         return replace(self, orders={g: o for g, o in merged.items() if g in orders or g in owners})
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "version": FORMAT_VERSION,
-            "interfaces": {
-                n: {"kind": c.kind, "guest": c.guest} for n, c in self.interfaces.items()
-            },
-            "members": [
-                {"bridge": b, "member": m, "guest": g} for (b, m), g in sorted(self.members.items())
-            ],
-            "disks": dict(sorted(self.disks.items())),
-            "files": dict(sorted(self.files.items())),
-            "orders": dict(sorted(self.orders.items())),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Ledger:
-        interfaces_raw = data.get("interfaces", {})
-        members_raw = data.get("members", [])
-        assert isinstance(interfaces_raw, dict) and isinstance(members_raw, list)
-        return cls(
-            interfaces={
-                str(n): CreatedInterface(str(v["kind"]), str(v["guest"]))
-                for n, v in interfaces_raw.items()
-            },
-            members={(str(m["bridge"]), str(m["member"])): str(m["guest"]) for m in members_raw},
-            disks=_str_map(data.get("disks", {})),
-            files=_str_map(data.get("files", {})),
-            orders={k: int(str(v)) for k, v in _obj_map(data.get("orders", {})).items()},
-        )
-
-
 def _tap_number(name: str) -> tuple[int, str]:
     digits = name.removeprefix("tap")
     return (int(digits), name) if digits.isdigit() else (1 << 30, name)
 
 
-def _obj_map(value: object) -> dict[str, object]:
-    assert isinstance(value, dict)
-    return {str(k): v for k, v in value.items()}
+def ledger_to_json(ledger: Ledger) -> dict[str, object]:
+    return {
+        "version": FORMAT_VERSION,
+        "interfaces": {
+            n: {"kind": c.kind, "guest": c.guest} for n, c in sorted(ledger.interfaces.items())
+        },
+        "members": [
+            {"bridge": b, "member": m, "guest": g} for (b, m), g in sorted(ledger.members.items())
+        ],
+        "disks": dict(sorted(ledger.disks.items())),
+        "files": dict(sorted(ledger.files.items())),
+        "orders": dict(sorted(ledger.orders.items())),
+    }
 
 
-def _str_map(value: object) -> dict[str, str]:
-    return {k: str(v) for k, v in _obj_map(value).items()}
+def ledger_from_json(data: object) -> Ledger:
+    """The ledger in `data` (parsed JSON); ValueError naming the first thing that is wrong."""
+    top = _table(data, "the file")
+    version = top.get("version")
+    if type(version) is not int:
+        raise ValueError(f"`version` must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"it was written by a newer bhyve-reconciler (format {version}; this one reads "
+            f"{FORMAT_VERSION} and older): upgrade, or restore the older file"
+        )
+    interfaces: dict[str, CreatedInterface] = {}
+    for name, entry in _table(top.get("interfaces", {}), "interfaces").items():
+        body = _table(entry, f"interfaces.{name}")
+        kind = _text(body.get("kind"), f"interfaces.{name}.kind")
+        if kind not in _KINDS:
+            raise ValueError(f"interfaces.{name}.kind must be tap or bridge, got {kind!r}")
+        interfaces[name] = CreatedInterface(kind, _text(body.get("guest"), f"interfaces.{name}"))
+    members: dict[tuple[str, str], str] = {}
+    raw_members = top.get("members", [])
+    if not isinstance(raw_members, list):
+        raise ValueError("`members` must be a list")
+    for index, entry in enumerate(raw_members):
+        where = f"members[{index}]"
+        body = _table(entry, where)
+        key = (_text(body.get("bridge"), where), _text(body.get("member"), where))
+        members[key] = _text(body.get("guest"), where)
+    orders: dict[str, int] = {}
+    for guest, order in _table(top.get("orders", {}), "orders").items():
+        if type(order) is not int:
+            raise ValueError(f"orders.{guest} must be an integer, got {order!r}")
+        orders[guest] = order
+    return Ledger(
+        interfaces=interfaces,
+        members=members,
+        disks=_texts(top.get("disks", {}), "disks"),
+        files=_texts(top.get("files", {}), "files"),
+        orders=orders,
+    )
 
 
-def load_ledger(state_dir: Path) -> Ledger:
-    """The saved ledger, or an empty one on a new host."""
-    try:
-        text = (state_dir / LEDGER_FILE).read_text()
-    except FileNotFoundError:
-        return Ledger()
-    return Ledger.from_json(json.loads(text))
+def _table(value: object, where: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
-def save_ledger(state_dir: Path, ledger: Ledger) -> None:
-    """Write atomically: a crash leaves the old ledger or the new one, never half of either."""
-    write_atomic(state_dir / LEDGER_FILE, json.dumps(ledger.to_json(), indent=2) + "\n")
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where} must be a non-empty string, got {value!r}")
+    return value
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
-    """Replace `path` so a reader sees the old text or the new one, never half of either.
-    `durable` also survives a power cut (fsync); status files that are rewritten anyway
-    skip it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        data = memoryview(text.encode())
-        while data:
-            data = data[os.write(fd, data) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def _texts(value: object, where: str) -> dict[str, str]:
+    return {key: _text(item, f"{where}.{key}") for key, item in _table(value, where).items()}

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from reconciler.settings import Backoff
 from reconciler.spec import RestartPolicy
 
 Phase = Literal["loader", "bhyve"]
@@ -43,9 +44,7 @@ Meaning = Literal[
 ]
 Action = Literal["reboot", "stay-off", "boot", "backoff", "give-up"]
 
-BACKOFF_BASE = 1.0  # seconds before the first restart after a crash
-BACKOFF_CAP = 300.0  # never wait longer than 5 min between restarts
-STABLE_AFTER = 600.0  # 10 min of running without a failure forgives past crashes
+DEFAULT_BACKOFF = Backoff()
 
 _SIGNAL_BASE = 128  # sh reports death by signal N as $? = 128 + N
 _MAX_SIGNAL = 64
@@ -125,29 +124,36 @@ class RestartHistory:
     streak: int = 0
 
 
-def backoff_delay(streak: int) -> float:
+def backoff_delay(streak: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
     """Delay before the restart that follows `streak` earlier quick restarts: 1, 2, 4 ... 300."""
     # Past 2**9 the cap applies anyway; bounding the exponent keeps the float small.
-    return min(BACKOFF_BASE * 2.0 ** min(streak, 30), BACKOFF_CAP)
+    return min(backoff.base * 2.0 ** min(streak, 30), backoff.cap)
 
 
-def settle(history: RestartHistory, *, running_since: float, now: float) -> RestartHistory:
-    """Forget past restarts once the guest has run `STABLE_AFTER` seconds without failing."""
-    if now - running_since >= STABLE_AFTER:
+def settle(
+    history: RestartHistory, *, running_since: float, now: float, backoff: Backoff = DEFAULT_BACKOFF
+) -> RestartHistory:
+    """Forget past restarts once the guest has run `stable_after` seconds without failing."""
+    if now - running_since >= backoff.stable_after:
         return RestartHistory()
     return history
 
 
 def next_restart(
-    history: RestartHistory, *, running_since: float, now: float, clean: bool = False
+    history: RestartHistory,
+    *,
+    running_since: float,
+    now: float,
+    clean: bool = False,
+    backoff: Backoff = DEFAULT_BACKOFF,
 ) -> tuple[float, RestartHistory]:
     """Delay before booting again after a boot that started at `running_since` ended at `now`.
 
     `clean`: the guest stopped itself under `restart = "always"`: the first time is immediate.
     """
-    settled = settle(history, running_since=running_since, now=now)
+    settled = settle(history, running_since=running_since, now=now, backoff=backoff)
     if clean:
-        delay = 0.0 if settled.streak == 0 else backoff_delay(settled.streak - 1)
+        delay = 0.0 if settled.streak == 0 else backoff_delay(settled.streak - 1, backoff)
     else:
-        delay = backoff_delay(settled.streak)
+        delay = backoff_delay(settled.streak, backoff)
     return delay, RestartHistory(settled.streak + 1)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.ledger import write_atomic
+from reconciler.host.files import write_atomic
 
 STATUS_FILE = "status.json"
 STATES = (

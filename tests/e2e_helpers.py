@@ -13,7 +13,8 @@ from pathlib import Path
 
 import tomli_w
 
-from reconciler.ledger import LEDGER_FILE, Ledger, load_ledger
+from reconciler.host.files import load_ledger
+from reconciler.ledger import LEDGER_FILE, Ledger
 from reconciler.sim import SimulatedHost
 
 # The FreeBSD driver's whole observation of a host without zvols (DESIGN.md rule 7).

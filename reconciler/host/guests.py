@@ -16,8 +16,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from reconciler.errors import HostCommandError
+from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner
-from reconciler.ledger import write_atomic
 from reconciler.policy import ExitStatus
 from reconciler.supervise import BootPlan, BootRecord
 

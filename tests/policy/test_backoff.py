@@ -5,13 +5,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.policy import (
-    BACKOFF_CAP,
-    STABLE_AFTER,
-    RestartHistory,
-    backoff_delay,
-    next_restart,
-)
+from reconciler.policy import RestartHistory, backoff_delay, next_restart
+from reconciler.settings import Backoff
+
+BACKOFF_CAP = Backoff().cap
+STABLE_AFTER = Backoff().stable_after
 
 
 def crash_delays(count: int, ran_for: float) -> list[float]:
@@ -69,3 +67,16 @@ def test_power_off_after_stable_running_is_immediate_again() -> None:
 def test_delays_never_shrink_and_never_exceed_the_cap(streak: int) -> None:
     assert backoff_delay(streak) <= backoff_delay(streak + 1) <= BACKOFF_CAP
     assert backoff_delay(streak) >= 1.0
+
+
+def test_an_injected_backoff_sets_base_cap_and_forgiveness() -> None:
+    short = Backoff(base=0.25, cap=1.0, stable_after=5.0)
+    delays = []
+    history, now = RestartHistory(), 0.0
+    for _ in range(4):
+        delay, history = next_restart(history, running_since=now, now=now + 0.1, backoff=short)
+        delays.append(delay)
+        now += 0.1 + delay
+    assert delays == [0.25, 0.5, 1.0, 1.0]
+    delay, history = next_restart(history, running_since=now, now=now + 5.0, backoff=short)
+    assert (delay, history.streak) == (0.25, 1)
