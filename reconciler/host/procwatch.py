@@ -172,11 +172,12 @@ if sys.platform != "linux":
 def exit_watcher(notify: Callable[[str], None]) -> ExitWatcher | None:
     """The kernel's exit notification for this platform, or None when it has none (the daemon
     then polls its guests on every wake-up instead)."""
-    if sys.platform != "linux":
+    if sys.platform == "linux":
+        try:
+            probe = os.pidfd_open(os.getpid())
+        except OSError:
+            return None  # a kernel older than 5.3
+        os.close(probe)
+        return PidfdWatcher(notify)
+    else:  # mypy reads each platform's branch alone
         return KqueueWatcher(notify) if hasattr(select, "KQ_FILTER_PROC") else None
-    try:
-        probe = os.pidfd_open(os.getpid())
-    except OSError:
-        return None  # a kernel older than 5.3
-    os.close(probe)
-    return PidfdWatcher(notify)
