@@ -32,6 +32,7 @@ TOOLS = (
     "bhyveload",
     "grub-bhyve",
     "bhyve",
+    "ps",
 )
 FIRMWARE = ("BHYVE_UEFI.fd", "BHYVE_UEFI_VARS.fd")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)

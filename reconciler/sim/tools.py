@@ -50,6 +50,10 @@ def _tool(name: str) -> Tool | None:
             "kldunload": kernel.kldunload,
             "sysctl": kernel.sysctl,
         }[name]
+    if name == "ps":
+        from reconciler.sim import ps
+
+        return ps.ps
     if name == "zfs":
         from reconciler.sim import zfs
 
