@@ -39,6 +39,12 @@ class Action:
         """True for guest starts and stops, which belong to the guest supervisor."""
         return False
 
+    @property
+    def creates(self) -> bool:
+        """True when, done for a guest, it makes something the ledger then owns: the ledger
+        records it before it runs (write-ahead) and takes it back if it did not create it."""
+        return False
+
     def describe(self) -> str:
         """One line for a person: `+ create tap0`, `- destroy tap3 (created for guest old)`."""
         return f"{self.sign} {self.summary}"
@@ -102,6 +108,10 @@ class CreateInterface(Action):
     sign: ClassVar[Sign] = "+"
 
     @property
+    def creates(self) -> bool:
+        return self.guest is not None
+
+    @property
     def key(self) -> str:
         return f"interface:{self.name}"
 
@@ -139,6 +149,10 @@ class DestroyInterface(Action):
 class AddMember(Action):
     bridge: str
     member: str
+
+    @property
+    def creates(self) -> bool:
+        return self.guest is not None
 
     @property
     def key(self) -> str:
@@ -202,6 +216,10 @@ class CreateDiskFile(Action):
     sign: ClassVar[Sign] = "+"
 
     @property
+    def creates(self) -> bool:
+        return self.guest is not None
+
+    @property
     def key(self) -> str:
         return f"disk:{self.path}"
 
@@ -216,6 +234,10 @@ class CreateZvol(Action):
     size_text: str
 
     sign: ClassVar[Sign] = "+"
+
+    @property
+    def creates(self) -> bool:
+        return self.guest is not None
 
     @property
     def key(self) -> str:
@@ -238,6 +260,10 @@ class CopyFile(Action):
     path: str
 
     sign: ClassVar[Sign] = "+"
+
+    @property
+    def creates(self) -> bool:
+        return self.guest is not None
 
     @property
     def key(self) -> str:

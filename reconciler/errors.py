@@ -2,6 +2,7 @@
 
     ReconcilerError          root: anything this package raises on purpose
     ├── SpecError            a guest spec or the daemon config is invalid (file, key, message)
+    ├── SpecErrors           every problem of the daemon config at once
     │   └── ConflictError    two spec files claim the same name, tap, disk or console
     ├── HostCommandError     a host command exited non-zero (argv, exit status, stderr)
     ├── HostRefused          the host cannot be touched from here (not FreeBSD, no --simulate)
@@ -30,6 +31,15 @@ class SpecError(ReconcilerError):
         self.message = message
         self.warning = warning
         super().__init__(f"{file}: {key}: {message}")
+
+
+class SpecErrors(ReconcilerError):
+    """Every problem of one file at once (the daemon config): one `FILE: KEY: message` line
+    each."""
+
+    def __init__(self, what: str, errors: Sequence[SpecError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(f"{what} is invalid:\n" + "\n".join(map(str, self.errors)))
 
 
 class ConflictError(SpecError):

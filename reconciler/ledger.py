@@ -94,11 +94,30 @@ class Ledger:
             )
         return self
 
+    def without(self, action: Action) -> Ledger:
+        """The ledger with the claim `after(action)` made taken back: the action did not create
+        what it would have (it failed, was skipped, or found it already there: not ours)."""
+        guest = action.guest
+        if isinstance(action, CreateInterface) and guest:
+            return replace(
+                self, interfaces={n: c for n, c in self.interfaces.items() if n != action.name}
+            )
+        if isinstance(action, AddMember) and guest:
+            key = (action.bridge, action.member)
+            return replace(self, members={k: g for k, g in self.members.items() if k != key})
+        if isinstance(action, CreateDiskFile | CreateZvol) and guest:
+            path = action.path if isinstance(action, CreateDiskFile) else f"/dev/zvol/{action.zvol}"
+            return replace(self, disks={p: g for p, g in self.disks.items() if p != path})
+        if isinstance(action, CopyFile) and guest:
+            return replace(self, files={p: g for p, g in self.files.items() if p != action.path})
+        return self
+
     def with_orders(self, orders: Mapping[str, int]) -> Ledger:
         """Remember each live guest's order; keep a gone guest's only while it still owns things."""
         owners = self.owners()
         merged = {**self.orders, **orders}
         return replace(self, orders={g: o for g, o in merged.items() if g in orders or g in owners})
+
 
 def _tap_number(name: str) -> tuple[int, str]:
     digits = name.removeprefix("tap")

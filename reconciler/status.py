@@ -1,36 +1,33 @@
-"""Status: one row per guest, written atomically to `run_dir/status.json` after every change.
+"""Status: one row per guest, one shape from the supervisor to `run_dir/status.json` and back.
 
-The daemon builds `DaemonStatus` values and writes them; `bhyve-reconciler status` reads the
-file (no daemon round trip, so it works while the daemon is busy) and renders a table.
+A supervisor builds its own `GuestStatus` (times already on the wall clock); the daemon adds its
+header, `StatusWriter` writes the file atomically after every change, and `bhyve-reconciler
+status` reads it back (no daemon round trip, so it works while the daemon is busy) and renders
+a table. Rows are frozen: a row that did not change is the same object, and its JSON is reused.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
-from reconciler.host.files import write_atomic
+from reconciler.errors import SpecError, StateError
+from reconciler.host.files import read_json, write_atomic
+from reconciler.specdir import ConfSnapshot
 
 STATUS_FILE = "status.json"
-STATES = (
-    "running",
-    "starting",
-    "stopping",
-    "stopped",
-    "powered-off",
-    "crash-loop",
-    "held",
-    "error",
-)
+_RECOVERY = "wait for the daemon to write it again (it does after every change), or remove it"
 
 
 @dataclass(frozen=True)
 class GuestStatus:
     name: str
     state: str
+    desired: str = "running"  # running, stopped, removed (its file is gone), shutdown
     pid: int | None = None
     started_at: float | None = None  # wall clock (epoch seconds) of the current boot
     boots: int = 0
@@ -49,61 +46,106 @@ class DaemonStatus:
     updated_at: float
     passes: int = 0
     guests: tuple[GuestStatus, ...] = ()
-    problems: tuple[str, ...] = ()  # spec and host problems, one line each
-    host_errors: tuple[str, ...] = field(default_factory=tuple)
+    problems: tuple[str, ...] = ()  # spec problems, one line each
+    host_errors: tuple[str, ...] = ()
 
 
-def status_dict(status: DaemonStatus) -> dict[str, object]:
-    """Plain data for JSON (what `asdict` does, without its deep copies: rows are flat)."""
-    data: dict[str, object] = dict(vars(status))
-    data["guests"] = [vars(g) for g in status.guests]
-    data["problems"] = list(status.problems)
-    data["host_errors"] = list(status.host_errors)
-    return data
+_ROW_FIELDS = tuple(f.name for f in fields(GuestStatus))
+_HEAD_FIELDS = tuple(f.name for f in fields(DaemonStatus) if f.name != "guests")
 
 
 class StatusWriter:
-    """Writes status.json. Rows are frozen and mostly unchanged from one write to the next, so
-    each row's JSON is reused, and the whole row list when only the header (the pass count)
-    changed: a write at 1,000 guests encodes only what changed."""
+    """Writes status.json. Each row's JSON is kept by the row object that produced it, so a
+    write at 1,000 guests encodes only the rows that changed."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / STATUS_FILE
-        self._rows: tuple[GuestStatus, ...] = ()
-        self._rows_text = ""
-        self._row_json = functools.lru_cache(maxsize=16384)(_row_json)
+        self._encoded: dict[str, tuple[GuestStatus, str]] = {}
+        self._last: DaemonStatus | None = None
 
     def encode(self, status: DaemonStatus) -> str:
-        head = {k: v for k, v in vars(status).items() if k != "guests"}
+        head = {name: getattr(status, name) for name in _HEAD_FIELDS}
         head["problems"] = list(status.problems)
         head["host_errors"] = list(status.host_errors)
-        if self._rows is not status.guests:
-            self._rows = status.guests
-            self._rows_text = ",".join(self._row_json(g) for g in status.guests)
-        return json.dumps(head)[:-1] + f', "guests": [{self._rows_text}]}}\n'
+        rows = []
+        encoded: dict[str, tuple[GuestStatus, str]] = {}
+        for row in status.guests:
+            cached = self._encoded.get(row.name)
+            text = cached[1] if cached is not None and cached[0] is row else _row_json(row)
+            encoded[row.name] = (row, text)
+            rows.append(text)
+        self._encoded = encoded
+        return json.dumps(head)[:-1] + f', "guests": [{",".join(rows)}]}}\n'
 
     def write(self, status: DaemonStatus) -> None:
-        # Rewritten after every change and every pass: no fsync, a crash loses nothing.
+        """Rewritten after every change: no fsync, a crash loses nothing. Raises OSError."""
         write_atomic(self.path, self.encode(status), mode=0o644, durable=False)
+        self._last = status
+
+    def write_if_changed(self, status: DaemonStatus) -> None:
+        """Write unless only the time of the update moved since the last write."""
+        last = self._last
+        if last is None or replace(status, updated_at=last.updated_at) != last:
+            self.write(status)
+
+
+def status_json(status: DaemonStatus) -> dict[str, object]:
+    """The status as plain data, as status.json holds it (for `status --json`)."""
+    data: dict[str, object] = {name: getattr(status, name) for name in _HEAD_FIELDS}
+    data["problems"] = list(status.problems)
+    data["host_errors"] = list(status.host_errors)
+    data["guests"] = [{name: getattr(row, name) for name in _ROW_FIELDS} for row in status.guests]
+    return data
 
 
 def _row_json(row: GuestStatus) -> str:
-    return json.dumps(vars(row))
-
-
-def write_status(run_dir: Path, status: DaemonStatus) -> None:
-    StatusWriter(run_dir).write(status)
+    return json.dumps({name: getattr(row, name) for name in _ROW_FIELDS})
 
 
 def read_status(run_dir: Path) -> DaemonStatus | None:
-    try:
-        data = json.loads((run_dir / STATUS_FILE).read_text())
-    except FileNotFoundError:
+    """The daemon's last status, None when it never ran there; a StateError naming the file
+    when it is unreadable or damaged."""
+    path = run_dir / STATUS_FILE
+    data = read_json(path, what="status file", recover=_RECOVERY)
+    if data is None:
         return None
-    guests = tuple(GuestStatus(**g) for g in data.pop("guests", []))
-    problems = tuple(data.pop("problems", []))
-    host_errors = tuple(data.pop("host_errors", []))
-    return DaemonStatus(**data, guests=guests, problems=problems, host_errors=host_errors)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        rows = data.get("guests", [])
+        if not isinstance(rows, list):
+            raise TypeError("guests is not a list")
+        guests = tuple(GuestStatus(**_known(row, _ROW_FIELDS)) for row in rows)
+        head = _known(data, _HEAD_FIELDS)
+        head["problems"] = tuple(head.get("problems", ()))
+        head["host_errors"] = tuple(head.get("host_errors", ()))
+        return DaemonStatus(**head, guests=guests)
+    except (TypeError, ValueError) as exc:
+        raise StateError(path, f"the status file is damaged: {exc}", _RECOVERY) from exc
+
+
+def _known(row: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of a row this version knows (a newer daemon may have written more)."""
+    if not isinstance(row, dict):
+        raise TypeError(f"expected a JSON object, got {type(row).__name__}")
+    return {k: v for k, v in row.items() if k in names}
+
+
+def problem_lines(problems: Iterable[SpecError]) -> tuple[str, ...]:
+    return tuple(
+        f"{p.file}: {p.key}: {'warning: ' if p.warning else ''}{p.message}" for p in problems
+    )
+
+
+def file_errors(snapshot: ConfSnapshot) -> dict[str, str]:
+    """Guest -> the first error of its file, for a guest whose file is broken (it keeps its
+    last good spec, and its status row says why its file is not being followed)."""
+    errors: dict[str, str] = {}
+    for p in snapshot.errors:
+        owner = snapshot.files.get(p.file)
+        if owner is not None and owner.guest:
+            errors.setdefault(owner.guest, f"{p.file}: {p.key}: {p.message}")
+    return errors
 
 
 def format_duration(seconds: float) -> str:

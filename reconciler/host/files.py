@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
-from reconciler.errors import StateError
+from reconciler.config import DaemonConfig, parse_config
+from reconciler.errors import DaemonError, SpecError, SpecErrors, StateError
 from reconciler.ledger import LEDGER_FILE, Ledger, ledger_from_json, ledger_to_json
 
 
@@ -87,3 +89,38 @@ def save_ledger(state_dir: Path, ledger: Ledger) -> None:
     """Write atomically and durably; raises OSError (a full disk) with the old ledger kept."""
     text = json.dumps(ledger_to_json(ledger), indent=2) + "\n"
     write_atomic(state_dir / LEDGER_FILE, text)
+
+
+def read_config(path: Path) -> DaemonConfig:
+    """The daemon config in `path`; `SpecErrors` with every problem when it is invalid."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problem = SpecError(str(path), "(file)", f"cannot read the daemon config: {reason}")
+        raise SpecErrors("the daemon config", [problem]) from exc
+    config, problems = parse_config(text, file=str(path))
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise SpecErrors("the daemon config", errors)
+    return config
+
+
+def check_daemon_dirs(config: DaemonConfig) -> None:
+    """run_dir and state_dir exist and are private (0700); conf_dir exists and only root can
+    write it, since what is there runs as root."""
+    for d in (config.run_dir, config.state_dir):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(d, 0o700)
+    try:
+        st = os.stat(config.conf_dir)
+    except FileNotFoundError:
+        raise DaemonError(f"conf_dir {config.conf_dir} does not exist") from None
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DaemonError(
+            f"conf_dir {config.conf_dir} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}): anyone who can write there can run "
+            "guests as root; chmod go-w it"
+        )
+    if os.geteuid() == 0 and st.st_uid != 0:
+        raise DaemonError(f"conf_dir {config.conf_dir} is not owned by root")

@@ -2,7 +2,9 @@
 
 Owns `run_dir/guests/NAME/` (the shim's pid and exit records, the supervisor's outcome note, the
 boot's output in `boot.log`) and the shim processes this daemon started, which it reaps so no
-zombies pile up. Commands go through the `Runner`; it decides nothing: that is the supervisor's.
+zombies pile up. A pid read from a record is trusted only once the process listing shows it is
+this guest's shim, loader or bhyve. Commands go through the `Runner`; it decides nothing: that
+is the supervisor's.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -19,6 +23,8 @@ from reconciler.errors import HostCommandError
 from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner
 from reconciler.policy import ExitStatus
+from reconciler.processes import PS_ARGV, ProcessTable, parse_ps
+from reconciler.spec import GuestSpec
 from reconciler.supervise import BootPlan, BootRecord
 
 GUESTS_SUBDIR = "guests"
@@ -44,8 +50,24 @@ def recorded_guests(run_dir: Path) -> list[str]:
         return []
 
 
+def list_processes(runner: Runner) -> ProcessTable:
+    """The host's processes, from one `ps`; an empty table when ps fails (nothing is trusted)."""
+    result = runner.run(PS_ARGV)
+    return parse_ps(result.stdout.encode("utf-8", "surrogateescape") if result.ok else b"")
+
+
+def boot_is_live(rec: BootRecord, alive: Callable[[int], bool]) -> bool:
+    """The one liveness rule for a boot record: no exit recorded, and one of its (trusted)
+    processes still runs. The supervisor adopts by it; `plan` and `apply` plan by it."""
+    pids = (rec.shim_pid, rec.loader_pid, rec.bhyve_pid)
+    return rec.exit is None and any(p is not None and alive(p) for p in pids)
+
+
 class ShimGuestOps:
-    """`GuestOps` for one guest on a real (or simulated) host."""
+    """`GuestOps` for one guest on a real (or simulated) host.
+
+    `processes` gives the host's process listing (the daemon takes one per adoption round and
+    shares it); `on_watch(pid, name)` asks the daemon's exit watcher to report `pid`'s exit."""
 
     def __init__(
         self,
@@ -54,6 +76,8 @@ class ShimGuestOps:
         runner: Runner,
         run_dir: Path,
         vmm_dir: Path,
+        processes: Callable[[], ProcessTable],
+        on_watch: Callable[[int, str], None] = lambda pid, name: None,
         shim: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -61,11 +85,32 @@ class ShimGuestOps:
         self.dir = guest_run_dir(run_dir, name)
         self._runner = runner
         self._vmm_dir = vmm_dir
+        self._processes = processes
+        self._on_watch = on_watch
         self._shim = shim if shim is not None else shim_path()
         self._wall_clock = wall_clock
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, boot: BootPlan) -> int:
+    def trusted(self, rec: BootRecord) -> BootRecord:
+        if all(p is None for p in (rec.shim_pid, rec.loader_pid, rec.bhyve_pid)):
+            return rec
+        table = self._processes()
+        shim = rec.shim_pid
+        loader = rec.loader_pid
+        bhyve = rec.bhyve_pid
+        return replace(
+            rec,
+            shim_pid=shim if shim is not None and table.shim_of(shim, str(self.dir)) else None,
+            loader_pid=loader
+            if loader is not None and table.loader_of(loader, self.name)
+            else None,
+            bhyve_pid=bhyve if bhyve is not None and table.bhyve_of(bhyve, self.name) else None,
+        )
+
+    def watch(self, pid: int) -> None:
+        self._on_watch(pid, self.name)
+
+    def spawn(self, boot: BootPlan, spec: GuestSpec) -> int:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for path, content in boot.files:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +223,11 @@ class ShimGuestOps:
 
 
 def _is_zombie(pid: int) -> bool:
-    """A dead process nobody has reaped yet (Linux /proc only; FreeBSD's init reaps orphans)."""
+    """A dead process nobody has reaped yet. FreeBSD's init reaps orphans at once, and our own
+    children are reaped through their Popen, so only Linux (the simulated host, whose init may
+    be a container's that reaps nothing) needs this; FreeBSD has no /proc to ask."""
+    if sys.platform != "linux":
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -11,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.control import ControlServer, DaemonLock, Request, send_command
-from reconciler.errors import DaemonError
+from reconciler.errors import DaemonError, StateError
 from reconciler.status import (
     DaemonStatus,
     GuestStatus,
     StatusWriter,
     read_status,
     render_table,
-    write_status,
 )
 
 
@@ -97,7 +97,7 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
         ),
         problems=("conf.d/x.toml: cpus: must be at least 1",),
     )
-    write_status(tmp_path, status)
+    StatusWriter(tmp_path).write(status)
     assert read_status(tmp_path) == status
     table = render_table(status, now=1100.0).splitlines()
     assert table[0].split() == [
@@ -139,3 +139,23 @@ def test_one_writer_reflects_every_change_of_rows_and_header(tmp_path: Path) -> 
     third = replace(second, passes=3, updated_at=2.0)  # same rows: only the header moves
     writer.write(third)
     assert read_status(tmp_path) == third
+
+
+@pytest.mark.parametrize(
+    "content", [b"{broken", b"[]", b'{"pid": 1, "guests": {}}', b'{"pid": 1, "guests": [7]}']
+)
+def test_a_damaged_status_file_is_one_clear_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "status.json").write_bytes(content)
+    with pytest.raises(StateError) as caught:
+        read_status(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'status.json'}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_fields_a_newer_daemon_wrote_are_ignored(tmp_path: Path) -> None:
+    row = {"name": "a", "state": "running", "cpus": 4}
+    data = {"pid": 1, "started_at": 0.0, "updated_at": 1.0, "future": 1, "guests": [row]}
+    (tmp_path / "status.json").write_text(json.dumps(data))
+    status = read_status(tmp_path)
+    assert status is not None
+    assert status.guests == (GuestStatus(name="a", state="running"),)

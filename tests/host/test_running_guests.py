@@ -11,6 +11,7 @@ import pytest
 from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, stopped_guest
 
 from reconciler.host.guests import guest_run_dir
+from reconciler.processes import PS_ARGV
 
 Boot = Callable[[list[str]], subprocess.Popen[str]]
 
@@ -55,7 +56,8 @@ def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
 
     assert (plan.returncode, plan.stdout) == (0, "converged: nothing to do\n"), plan.stdout
     assert applied.returncode == 0, applied.stdout
-    assert ran == OBSERVE  # above all no `bhyvectl --vm=guestname --destroy`
+    # One process listing shows whose VM it is; above all no `bhyvectl --destroy`.
+    assert ran == [*OBSERVE, list(PS_ARGV)]
     assert proc.poll() is None
     assert rig.sim.bhyve_pid("guestname") == pid
     assert "guestname" in rig.sim.vms()
@@ -66,7 +68,8 @@ def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
     stale, ran = rig.logged("apply")
 
     assert stale.returncode == 0, stale.stdout
-    assert ran == [*OBSERVE, ["bhyvectl", "--vm=guestname", "--destroy"]]
+    # Destroyed only once the process listing shows no bhyve runs it.
+    assert ran == [*OBSERVE, list(PS_ARGV), ["bhyvectl", "--vm=guestname", "--destroy"]]
     assert "guestname" not in rig.sim.vms()
 
 
@@ -87,6 +90,6 @@ def test_a_guest_the_daemon_recorded_as_running_is_left_alone(rig: Rig, boot: Bo
 
     assert (plan.returncode, plan.stdout) == (0, "converged: nothing to do\n"), plan.stdout
     assert applied.returncode == 0, applied.stdout
-    assert ran == OBSERVE
+    assert ran == [*OBSERVE, list(PS_ARGV)]
     assert proc.poll() is None
     assert "quiet" in rig.sim.vms()

@@ -63,6 +63,9 @@ class FakeOps:
         self.poweroff_works = True
         self.dies_on_kill = True
         self.forgotten = False
+        self.booted: GuestSpec | None = None
+        self.foreign: set[int] = set()
+        self.watched: list[int] = []
         self._next_pid = 100
 
     # -- the test drives the boot --------------------------------------------------------
@@ -110,15 +113,28 @@ class FakeOps:
     def _call(self, what: str, arg: Any = None) -> None:
         self.calls.append((self.clock.now, what, arg))
 
-    def spawn(self, boot: BootPlan) -> int:
+    def spawn(self, boot: BootPlan, spec: GuestSpec) -> int:
         pid = self._pid()
         self._call("spawn", boot)
+        self.booted = spec
         self.rec = BootRecord(shim_pid=pid)
         self.live.add(pid)
         return pid
 
     def record(self) -> BootRecord:
         return self.rec
+
+    def trusted(self, rec: BootRecord) -> BootRecord:
+        """Pids the test declared foreign (reused by another process) are not the guest's."""
+        return replace(
+            rec,
+            shim_pid=None if rec.shim_pid in self.foreign else rec.shim_pid,
+            loader_pid=None if rec.loader_pid in self.foreign else rec.loader_pid,
+            bhyve_pid=None if rec.bhyve_pid in self.foreign else rec.bhyve_pid,
+        )
+
+    def watch(self, pid: int) -> None:
+        self.watched.append(pid)
 
     def alive(self, pid: int) -> bool:
         return pid in self.live

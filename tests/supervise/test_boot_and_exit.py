@@ -76,7 +76,7 @@ def test_power_off_or_halt_destroys_and_stays_off(status: int) -> None:
     assert rig.ops.names() == ["spawn", "destroy"]
     assert not rig.ops.vm
     assert rig.ops.rec.outcome == "powered-off"
-    assert rig.sup.snapshot().last_exit_status == status
+    assert rig.sup.snapshot().last_exit == status
 
 
 @pytest.mark.parametrize("status", [1, 2])
@@ -127,7 +127,7 @@ def test_failures_destroy_and_back_off(phase: str, status: int) -> None:
     assert snap.state == "crash-loop"
     assert snap.next_restart_at == rig.clock.now + 1.0
     assert rig.ops.names() == ["spawn", "destroy"]
-    assert snap.last_exit_status == status
+    assert snap.last_exit == status
     assert snap.last_error is not None and str(snap.last_exit_meaning) in snap.last_error
 
 

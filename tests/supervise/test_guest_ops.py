@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,14 @@ import pytest
 from supervise_support import wait_for, write_script
 
 from reconciler.errors import HostCommandError
-from reconciler.host.guests import BOOT_LOG, ShimGuestOps, recorded_guests
+from reconciler.host.guests import BOOT_LOG, ShimGuestOps, list_processes, recorded_guests
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
 from reconciler.policy import ExitStatus
+from reconciler.processes import parse_ps
+from reconciler.spec import GuestSpec
+from reconciler.supervise import BootRecord
+
+SPEC = GuestSpec(name="vm1")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ def ops(tmp_path: Path) -> ShimGuestOps:
         runner=RecordingRunner(),
         run_dir=tmp_path / "run",
         vmm_dir=tmp_path / "vmm",
+        processes=lambda: list_processes(SubprocessRunner()),
         wall_clock=lambda: 2_000_000_000.0,
     )
 
@@ -66,7 +73,8 @@ def test_spawn_writes_files_runs_the_boot_and_records_it(
             (str(bin_dir / "exit-with"), str(tmp_path / "trace"), "loader", "0"),
             (str(talker), "0"),
             files=((str(device_map), "(hd0) /vm/a.img\n"),),
-        )
+        ),
+        SPEC,
     )
     assert device_map.read_text() == "(hd0) /vm/a.img\n"
     assert wait_ended(ops) == ExitStatus(0, None, "bhyve")
@@ -79,7 +87,7 @@ def test_spawn_writes_files_runs_the_boot_and_records_it(
 def test_finished_shim_is_reaped_and_reads_as_dead(
     ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
 ) -> None:
-    shim = ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "3")))
+    shim = ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "3")), SPEC)
     assert wait_ended(ops).meaning == "triple-fault"
     wait_for(lambda: not ops.alive(shim), "the shim to be seen dead")
     with pytest.raises(ChildProcessError):
@@ -89,10 +97,10 @@ def test_finished_shim_is_reaped_and_reads_as_dead(
 def test_spawn_clears_the_previous_boots_records(
     ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
 ) -> None:
-    ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "4")))
+    ops.spawn(Plan(None, (str(bin_dir / "exit-with"), str(tmp_path / "t"), "b", "4")), SPEC)
     wait_ended(ops)
     ops.set_outcome("crash-loop 1")
-    ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "b")))
+    ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "b")), SPEC)
     rec = ops.record()
     assert (rec.exit, rec.outcome) == (None, None)
     wait_for(lambda: ops.record().bhyve_pid is not None, "bhyve.pid")
@@ -107,7 +115,8 @@ def test_group_kill_ends_the_whole_boot(ops: ShimGuestOps, bin_dir: Path, tmp_pa
         Plan(
             (str(bin_dir / "sleeper"), str(trace), "loader"),
             (str(bin_dir / "sleeper"), str(trace), "bhyve"),
-        )
+        ),
+        SPEC,
     )
     wait_for(lambda: ops.record().loader_pid is not None, "loader.pid")
     loader = ops.record().loader_pid
@@ -120,7 +129,7 @@ def test_group_kill_ends_the_whole_boot(ops: ShimGuestOps, bin_dir: Path, tmp_pa
 def test_signal_reaches_bhyve_and_the_exit_is_128_plus_n(
     ops: ShimGuestOps, bin_dir: Path, tmp_path: Path
 ) -> None:
-    ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "bhyve")))
+    ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "bhyve")), SPEC)
     wait_for(lambda: ops.record().bhyve_pid is not None, "bhyve.pid")
     bhyve = ops.record().bhyve_pid
     assert bhyve is not None
@@ -132,7 +141,9 @@ def test_signal_reaches_bhyve_and_the_exit_is_128_plus_n(
 
 def test_bhyvectl_argv_and_failures(tmp_path: Path) -> None:
     runner = RecordingRunner()
-    ops = ShimGuestOps("vm1", runner=runner, run_dir=tmp_path, vmm_dir=tmp_path)
+    ops = ShimGuestOps(
+        "vm1", runner=runner, run_dir=tmp_path, vmm_dir=tmp_path, processes=lambda: parse_ps(b"")
+    )
     ops.force_poweroff()
     ops.destroy()
     assert runner.ran == [
@@ -174,3 +185,27 @@ def test_no_record_at_all(ops: ShimGuestOps) -> None:
     rec = ops.record()
     assert (rec.shim_pid, rec.exit, rec.outcome, rec.bhyve_age) == (None, None, None, None)
     assert not ops.alive(0)
+
+
+def test_a_recorded_pid_is_trusted_only_when_it_is_this_guests(
+    ops: ShimGuestOps, tmp_path: Path, bin_dir: Path
+) -> None:
+    shim = ops.spawn(Plan(None, (str(bin_dir / "sleeper"), str(tmp_path / "t"), "bhyve")), SPEC)
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        rec = BootRecord(shim_pid=shim, loader_pid=stranger.pid, bhyve_pid=stranger.pid)
+        kept = ops.trusted(rec)
+        assert (kept.shim_pid, kept.loader_pid, kept.bhyve_pid) == (shim, None, None)
+        # The same pid under another guest's record directory is not this guest's shim.
+        other = ShimGuestOps(
+            "vm2",
+            runner=SubprocessRunner(),
+            run_dir=tmp_path / "run",
+            vmm_dir=tmp_path / "vmm",
+            processes=lambda: list_processes(SubprocessRunner()),
+        )
+        assert other.trusted(BootRecord(shim_pid=shim)).shim_pid is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+        ops.signal_group(shim, signal.SIGKILL)

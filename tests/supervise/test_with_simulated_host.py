@@ -12,8 +12,9 @@ import structlog
 from supervise_support import wait_for
 
 from reconciler.bhyve import BootCommands, boot_commands
-from reconciler.host.guests import ShimGuestOps
+from reconciler.host.guests import ShimGuestOps, list_processes
 from reconciler.host.runner import SubprocessRunner
+from reconciler.settings import Timings
 from reconciler.sim import SimulatedHost
 from reconciler.spec import Disk, GuestSpec, Nic
 from reconciler.supervise import GuestSupervisor
@@ -42,8 +43,13 @@ class Daemon:
     """What the daemon does for one guest: a supervisor over the real ops, polled."""
 
     def __init__(self, host: SimulatedHost, run_dir: Path, guest: GuestSpec | None) -> None:
+        runner = SubprocessRunner(env=host.env())
         self.ops = ShimGuestOps(
-            NAME, runner=SubprocessRunner(env=host.env()), run_dir=run_dir, vmm_dir=host.vmm_dir
+            NAME,
+            runner=runner,
+            run_dir=run_dir,
+            vmm_dir=host.vmm_dir,
+            processes=lambda: list_processes(runner),
         )
         self.sup = GuestSupervisor(
             NAME,
@@ -53,7 +59,7 @@ class Daemon:
             clock=time.monotonic,
             log=structlog.get_logger(),
             stop_timeout=STOP_TIMEOUT,
-            kill_grace=STOP_TIMEOUT,
+            timings=Timings(kill_grace=STOP_TIMEOUT),
         )
 
     @staticmethod

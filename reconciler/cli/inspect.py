@@ -1,0 +1,132 @@
+"""`validate`, `commands`, `plan` and `apply`: what the files say and what the host would do.
+
+Each subcommand wires config, specs and the host together and turns results into lines and
+an exit status; `plan` and `apply` run the daemon's own pass (`converge.Converger`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from reconciler.cli.context import Context, open_host
+from reconciler.converge import Converger
+from reconciler.errors import SpecError
+from reconciler.host.files import load_ledger
+from reconciler.host.freebsd import FreeBSDHost, Outcome
+from reconciler.host.runner import SubprocessRunner
+from reconciler.plan import next_boot, plan_context
+from reconciler.specdir import ConfDir, ConfSnapshot
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PENDING = 2
+
+
+def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
+    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root).scan()
+    by_file: dict[str, list[SpecError]] = {}
+    for problem in snapshot.problems:
+        by_file.setdefault(problem.file, []).append(problem)
+    for file in sorted(set(snapshot.files) | set(by_file)):
+        problems = by_file.get(file, [])
+        for p in problems:
+            print(format_problem(p))
+        status = snapshot.files.get(file)
+        if status is not None and not any(not p.warning for p in problems):
+            print(f"{file}: valid (guest {status.guest})")
+    if not snapshot.files:
+        print(f"{ctx.config.conf_dir}: no guest specs (*.toml)")
+    return EXIT_ERROR if snapshot.errors else EXIT_OK
+
+
+def format_problem(p: SpecError) -> str:
+    return f"{p.file}: {p.key}: {'warning: ' if p.warning else ''}{p.message}"
+
+
+def report_problems(problems: Sequence[SpecError]) -> None:
+    for p in problems:
+        print(format_problem(p), file=sys.stderr)
+
+
+def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
+    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root).scan()
+    guest = snapshot.guests.get(args.name)
+    if guest is None:
+        report_problems(snapshot.errors)
+        print(f"bhyve-reconciler: no valid guest named {args.name!r}", file=sys.stderr)
+        return EXIT_ERROR
+    ledger = load_ledger(ctx.config.state_dir)
+    if ctx.host_kind == "none":
+        host = FreeBSDHost(SubprocessRunner(), root=ctx.root, vmm_dir=ctx.config.vmm_dir)
+        interfaces: frozenset[str] = frozenset()
+    else:
+        host = open_host(ctx)
+        interfaces = frozenset(host.observe_interfaces())
+    boot = next_boot(
+        guest,
+        desired=snapshot.guests,
+        interfaces=interfaces,
+        ledger=ledger,
+        ctx=plan_context(ctx.config),
+        first_disk_bootable=host.first_disk_bootable(guest),
+    )
+    if boot.loader is not None:
+        print(shlex.join(boot.loader))
+    print(shlex.join(boot.bhyve))
+    return EXIT_OK
+
+
+def _converger(ctx: Context) -> tuple[Converger, ConfSnapshot]:
+    host = open_host(ctx)
+    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
+    report_problems(snapshot.problems)
+    return Converger(host, ctx.config, load_ledger(ctx.config.state_dir)), snapshot
+
+
+def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
+    converger, snapshot = _converger(ctx)
+    actions = converger.observe_and_plan(snapshot.guests, supervised=None).actions
+    if args.json:
+        print(json.dumps([a.as_dict() for a in actions], indent=2))
+    elif not actions:
+        print("converged: nothing to do")
+    else:
+        for action in actions:
+            print(action.describe())
+    return EXIT_PENDING if actions else EXIT_OK
+
+
+def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
+    converger, snapshot = _converger(ctx)
+    result = converger.converge(snapshot.guests, supervised=None, on_outcome=print_outcome)
+    if not result.actions:
+        print("converged: nothing to do")
+    for error in result.errors:
+        if not any(error.startswith(o.action.describe()) for o in result.failed):
+            print(f"bhyve-reconciler: {error}", file=sys.stderr)
+    if result.failed:
+        count = len(result.failed)
+        print(f"{count} action(s) failed or were skipped; the next apply retries them")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def print_outcome(outcome: Outcome) -> None:
+    line = outcome.action.describe()
+    if outcome.status in ("done", "unchanged"):
+        print(line)
+    elif outcome.status == "failed":
+        err = outcome.error
+        assert err is not None
+        print(
+            f"{line}: FAILED: {shlex.join(err.argv)}: exit status {err.status}: "
+            f"{err.stderr.strip() or 'no output'}"
+        )
+    elif outcome.status == "skipped":
+        print(f"{line}: skipped (waiting for {', '.join(outcome.waiting_for)} which failed)")
+    else:
+        print(f"{line}: pending (guests are started and stopped by `bhyve-reconciler run`)")

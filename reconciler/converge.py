@@ -1,0 +1,204 @@
+"""One convergence pass: observe the host, plan, apply the host actions, settle the ledger.
+
+The one pipeline behind `plan` (observe and plan: a dry run), `apply` and `run`, so the three
+never drift. Edge wiring only: the decisions are `plan.py`'s, the commands the driver's, the
+ledger's rules `ledger.py`'s. What it adds is order and safety:
+
+- What runs is decided once per pass: the daemon's own supervisors (or, for a command that
+  supervises nothing, the daemon's boot records checked against one process listing), plus
+  any VM some other bhyve runs (vmrun.sh, another manager) — found from the same listing, NIC
+  or not, and only when a VM is not accounted for. Such a guest is never booted a second time
+  and its VM is never destroyed as stale.
+- The ledger is written ahead: what the pass is about to create is recorded (durably) before
+  it is created, and taken back when the action did not create it. A crash between the two
+  leaks nothing; a full disk that refuses the write-ahead skips this pass's creations instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from reconciler.actions import Action
+from reconciler.config import DaemonConfig
+from reconciler.facts import HostFacts
+from reconciler.host.files import save_ledger
+from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
+from reconciler.host.guests import (
+    ShimGuestOps,
+    boot_is_live,
+    list_processes,
+    recorded_guests,
+)
+from reconciler.ledger import Ledger
+from reconciler.plan import PlanContext, plan_actions, plan_context, state_files
+from reconciler.processes import ProcessTable
+from reconciler.spec import GuestSpec
+
+log = structlog.get_logger("reconciler.converge")
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass saw and did. `outcomes` is empty for a dry run."""
+
+    facts: HostFacts
+    actions: tuple[Action, ...]
+    running: frozenset[str]  # guests with a live bhyve (or loader), ours or not
+    foreign: Mapping[str, int] = field(default_factory=dict)  # guest -> a bhyve not ours
+    outcomes: tuple[Outcome, ...] = ()
+    errors: tuple[str, ...] = ()  # for status and the log: failed actions, foreign guests
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status in ("failed", "skipped"))
+
+    @property
+    def blocked(self) -> frozenset[str]:
+        """Guests whose host preparation failed this pass: their boot waits."""
+        return frozenset(o.action.guest for o in self.failed if o.action.guest)
+
+
+class Converger:
+    """Holds what passes share: the driver, the config, the ledger and the last plan."""
+
+    def __init__(self, host: FreeBSDHost, config: DaemonConfig, ledger: Ledger) -> None:
+        self.host = host
+        self.config = config
+        self.ledger = ledger
+        self._base = plan_context(config)
+        self._last_plan: tuple[tuple[object, ...], tuple[Action, ...]] | None = None
+
+    def observe_and_plan(
+        self, desired: Mapping[str, GuestSpec], supervised: frozenset[str] | None
+    ) -> PassResult:
+        """Observe and plan, changing nothing. `supervised`: the guests this process runs, or
+        None for a command that runs none (their liveness then comes from boot records)."""
+        known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
+        facts = self.host.observe(
+            desired,
+            self.ledger,
+            state_files=state_files(desired, self._base),
+            running=supervised or frozenset(),
+        )
+        ours = supervised
+        table: ProcessTable | None = None
+        unaccounted = facts.vms & known - (supervised or frozenset())
+        if supervised is None and recorded_guests(self.config.run_dir):
+            table = list_processes(self.host.runner)
+            ours = self._live_from_records(table)
+        ours = ours or frozenset()
+        unaccounted -= ours
+        foreign: dict[str, int] = {}
+        if unaccounted:
+            table = table or list_processes(self.host.runner)
+            bhyves = table.bhyves()
+            foreign = {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
+        running = ours | frozenset(foreign)
+        ctx = replace(self._base, uplinks=self.config.bridges, running=running)
+        actions = self._plan(desired, facts, ctx)
+        errors = tuple(
+            f"guest {name} runs outside bhyve-reconciler (bhyve pid {pid}): not adopted; "
+            "stop it there and the reconciler takes over"
+            for name, pid in foreign.items()
+        )
+        return PassResult(facts, actions, running, foreign, errors=errors)
+
+    def converge(
+        self,
+        desired: Mapping[str, GuestSpec],
+        supervised: frozenset[str] | None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> PassResult:
+        """One whole pass: observe, plan, apply the host actions, settle the ledger. Guest
+        starts and stops come back pending: they belong to the supervisors."""
+        seen = self.observe_and_plan(desired, supervised)
+        before = self.ledger
+        claims = [a for a in seen.actions if a.creates and before.after(a) != before]
+        ahead = before
+        for action in claims:
+            ahead = ahead.after(action)
+        errors = list(seen.errors)
+        actions = seen.actions
+        if ahead != before and not self._save(ahead, errors):
+            # Unrecorded, a creation could leak: leave them all for a pass that can record them.
+            skipped = {id(a) for a in claims}
+            actions = tuple(a for a in actions if id(a) not in skipped)
+            ahead = before
+        report = execute_actions(actions, self.host.apply, ahead, on_outcome=on_outcome)
+        ledger = ahead
+        for outcome in report.outcomes:
+            action = outcome.action
+            if outcome.status == "done" or (outcome.status == "unchanged" and action.sign == "-"):
+                ledger = ledger.after(action)
+            elif action in claims:
+                ledger = ledger.without(action)
+        ledger = ledger.with_orders({name: g.order for name, g in desired.items()})
+        if ledger != self.ledger:
+            self._save(ledger, errors)
+        errors += [f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error]
+        return replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+
+    def _save(self, ledger: Ledger, errors: list[str]) -> bool:
+        """Persist `ledger`; it is this pass's truth either way, and a failed write is retried
+        by the next pass that changes anything."""
+        self.ledger = ledger
+        try:
+            save_ledger(self.config.state_dir, ledger)
+        except OSError as exc:
+            errors.append(f"cannot write the ledger in {self.config.state_dir}: {exc.strerror}")
+            return False
+        return True
+
+    def _live_from_records(self, table: ProcessTable) -> frozenset[str]:
+        """Guests whose boot record shows a live shim, loader or bhyve (checked against the
+        process listing, so a stale record's reused pid is not taken for a guest)."""
+        live = set()
+        for name in recorded_guests(self.config.run_dir):
+            ops = ShimGuestOps(
+                name,
+                runner=self.host.runner,
+                run_dir=self.config.run_dir,
+                vmm_dir=self.host.host_path(self.config.vmm_dir),
+                processes=lambda: table,
+            )
+            if boot_is_live(ops.trusted(ops.record()), ops.alive):
+                live.add(name)
+        return frozenset(live)
+
+    def _plan(
+        self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext
+    ) -> tuple[Action, ...]:
+        """plan_actions is pure: the same specs, facts, ledger and context give the same plan,
+        so a no-op pass at 1,000 guests does not plan them all again."""
+        key = (desired, facts, self.ledger, ctx)
+        last = self._last_plan
+        if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        actions = tuple(plan_actions(desired, facts, self.ledger, ctx))
+        self._last_plan = (key, actions)
+        return actions
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """The daemon's record of what an action did (the CLI prints instead)."""
+    action = outcome.action
+    fields: dict[str, Any] = {"action": action.summary}
+    if action.guest:
+        fields["guest"] = action.guest
+    if outcome.status == "done":
+        log.info("host.changed", **fields)
+    elif outcome.status == "failed" and outcome.error is not None:
+        err = outcome.error
+        log.error(
+            "host.action_failed",
+            **fields,
+            argv=list(err.argv),
+            status=err.status,
+            stderr=err.stderr.strip(),
+        )
+    elif outcome.status == "skipped":
+        log.warning("host.action_skipped", **fields, waiting_for=list(outcome.waiting_for))

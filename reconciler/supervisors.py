@@ -1,0 +1,181 @@
+"""The daemon's supervisors: one `GuestSupervisor` per guest, made, fed, polled and dropped.
+
+Edge wiring the daemon's loop uses: it builds each supervisor over the real `ShimGuestOps`
+(one process listing per pass shared by every adoption, process exits through the kernel's
+watcher), hands each guest its accepted spec in boot order, polls the ones an event or a timer
+names, and collects their status rows. It decides nothing about a guest: the supervisor does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import structlog
+
+from reconciler.bhyve import BootCommands
+from reconciler.host.freebsd import FreeBSDHost
+from reconciler.host.guests import ShimGuestOps, list_processes, recorded_guests
+from reconciler.host.procwatch import ExitWatcher
+from reconciler.processes import ProcessTable
+from reconciler.settings import Timings
+from reconciler.spec import GuestSpec
+from reconciler.status import GuestStatus
+from reconciler.supervise import GuestSupervisor
+
+log = structlog.get_logger("reconciler.daemon")
+
+
+class Supervisors:
+    def __init__(
+        self,
+        host: FreeBSDHost,
+        *,
+        run_dir: Path,
+        vmm_dir: Path,
+        stop_timeout: float,
+        timings: Timings,
+        clock: Callable[[], float],
+        wall_offset: float,
+        prepare_boot: Callable[[GuestSpec], BootCommands],
+        exits: ExitWatcher | None,
+        wake: Callable[[str], None],
+    ) -> None:
+        self._host = host
+        self._run_dir = run_dir
+        self._vmm_dir = vmm_dir
+        self.stop_timeout = stop_timeout
+        self._timings = timings
+        self._clock = clock
+        self._wall_offset = wall_offset
+        self._prepare_boot = prepare_boot
+        self._exits = exits
+        self._wake = wake
+        self._by_name: dict[str, GuestSupervisor] = {}
+        self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
+        self._processes: ProcessTable | None = None
+
+    def __iter__(self) -> Iterator[GuestSupervisor]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __getitem__(self, name: str) -> GuestSupervisor:
+        return self._by_name[name]
+
+    def get(self, name: str) -> GuestSupervisor | None:
+        return self._by_name.get(name)
+
+    @property
+    def settled(self) -> bool:
+        return all(s.settled for s in self._by_name.values())
+
+    def holding_vms(self) -> frozenset[str]:
+        return frozenset(n for n, s in self._by_name.items() if s.holds_vm)
+
+    def rows(self) -> tuple[GuestStatus, ...]:
+        return tuple(self._by_name[n].snapshot() for n in sorted(self._by_name))
+
+    def deadlines(self) -> Iterator[float]:
+        return (d for s in self._by_name.values() if (d := s.next_deadline()) is not None)
+
+    def new_round(self) -> None:
+        """A new pass: the next adoption takes a fresh process listing."""
+        self._processes = None
+
+    def adopt(self, accepted: Mapping[str, GuestSpec]) -> None:
+        """Before the first pass: a supervisor for every guest with a boot record, so a running
+        guest is adopted (never booted twice) even when its file is gone."""
+        for name in recorded_guests(self._run_dir):
+            spec = accepted.get(name)
+            self._by_name[name] = sup = self._make(name, spec)
+            self._given[name] = spec
+            log.info("guest.found_record", guest=name, state=sup.state)
+
+    def hand(self, desired: Mapping[str, GuestSpec], waiting: frozenset[str]) -> None:
+        """Every guest's accepted spec to its supervisor, boots by order; a new guest named in
+        `waiting` (its taps or disks are not there yet, or another bhyve runs it) gets none."""
+        news = [g for name, g in desired.items() if self._given.get(name) is not g]
+        for spec in sorted(news, key=lambda g: (g.order, g.name)):
+            sup = self._by_name.get(spec.name)
+            if sup is not None:
+                self._given[spec.name] = spec
+                sup.desire(spec)
+            elif spec.name not in waiting:
+                self._given[spec.name] = spec
+                self._by_name[spec.name] = self._make(spec.name, spec)
+        for name, sup in self._by_name.items():
+            if name not in desired and self._given.get(name) is not None:
+                self._given[name] = None
+                sup.desire(None)
+
+    def poll(self, names: set[str] | None) -> bool:
+        """Poll the supervisors `names` names and those whose timer is due; every one when
+        `names` is None (or when no kernel reports exits). True when a boot ended or a guest
+        was retired: a pass may have something to undo."""
+        now = self._clock()
+        freed = False
+        for name, sup in list(self._by_name.items()):
+            due = (d := sup.next_deadline()) is not None and d <= now
+            if names is None or name in names or due or self._exits is None:
+                live = not sup.settled
+                sup.poll()
+                freed |= live and sup.settled
+            if sup.finished:
+                del self._by_name[name]
+                self._given.pop(name, None)
+                freed = True
+        return freed
+
+    def unsteady(self) -> set[str]:
+        return {n for n, s in self._by_name.items() if not s.steady}
+
+    def shutdown(self, order_of: Callable[[GuestSupervisor], int]) -> None:
+        """Every guest stops gracefully, signalled in reverse `order`, stopping in parallel."""
+        for sup in sorted(
+            self._by_name.values(), key=lambda s: (order_of(s), s.name), reverse=True
+        ):
+            sup.shutdown()
+
+    def set_stop_timeout(self, seconds: float) -> None:
+        self.stop_timeout = seconds
+        for sup in self._by_name.values():
+            sup.stop_timeout = seconds
+
+    def set_problems(self, errors: Mapping[str, str]) -> None:
+        for name, sup in self._by_name.items():
+            sup.file_problem = errors.get(name)
+
+    # -- making one ----------------------------------------------------------------------------
+
+    def _make(self, name: str, spec: GuestSpec | None) -> GuestSupervisor:
+        ops = ShimGuestOps(
+            name,
+            runner=self._host.runner,
+            run_dir=self._run_dir,
+            vmm_dir=self._vmm_dir,
+            processes=self._process_table,
+            on_watch=self._watch_exit,
+        )
+        return GuestSupervisor(
+            name,
+            spec=spec,
+            ops=ops,
+            prepare_boot=self._prepare_boot,
+            clock=self._clock,
+            log=structlog.get_logger("reconciler.guest"),
+            stop_timeout=self.stop_timeout,
+            timings=self._timings,
+            wall_offset=self._wall_offset,
+        )
+
+    def _process_table(self) -> ProcessTable:
+        """One process listing per pass at most, shared by every supervisor that adopts."""
+        if self._processes is None:
+            self._processes = list_processes(self._host.runner)
+        return self._processes
+
+    def _watch_exit(self, pid: int, name: str) -> None:
+        if self._exits is not None and not self._exits.watch(pid, name):
+            self._wake(name)  # already gone: look now
