@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,13 +26,15 @@ from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.host.runner import SubprocessRunner
 from reconciler.ledger import Ledger, load_ledger, save_ledger
 from reconciler.plan import (
+    Plan,
+    Taps,
+    allocate_taps,
     guests_holding_taps,
     next_boot,
     plan_actions,
     plan_context,
     state_files,
 )
-from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import read_status, render_table, status_dict
 
@@ -244,9 +246,7 @@ def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
         interfaces = frozenset(host.observe_interfaces())
     boot = next_boot(
         guest,
-        desired=snapshot.guests,
-        interfaces=interfaces,
-        ledger=ledger,
+        taps=allocate_taps(snapshot.guests, interfaces, ledger)[guest.name],
         ctx=plan_context(ctx.config),
         first_disk_bootable=host.first_disk_bootable(guest),
     )
@@ -266,7 +266,12 @@ class OneShot:
     host: FreeBSDHost
     snapshot: ConfSnapshot
     ledger: Ledger
-    actions: list[Action]
+    plan: Plan
+    complete: bool  # every fact was observed
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return self.plan.actions
 
 
 def plan_once(ctx: Context) -> OneShot:
@@ -276,20 +281,28 @@ def plan_once(ctx: Context) -> OneShot:
     ledger = load_ledger(ctx.config.state_dir)
     pctx = plan_context(ctx.config)
     facts = host.observe(snapshot.guests, ledger, state_files=state_files(snapshot.guests, pctx))
-    running = live_guests(ctx, host, facts, snapshot.guests, ledger)
-    actions = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running))
-    return OneShot(host, snapshot, ledger, actions)
+    taps = allocate_taps(snapshot.guests, facts.interfaces, ledger)
+    running = live_guests(ctx, host, facts, taps, ledger)
+    plan = plan_actions(snapshot.guests, facts, ledger, replace(pctx, running=running), taps=taps)
+    for error in facts.unobserved.values():
+        print(f"bhyve-reconciler: observe: {error}", file=sys.stderr)
+    for name, why in sorted(plan.blocked.items()):
+        print(f"bhyve-reconciler: guest {name} waits: {why}", file=sys.stderr)
+    return OneShot(host, snapshot, ledger, plan, complete=not facts.unobserved)
 
 
 def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
-    actions = plan_once(ctx).actions
+    once = plan_once(ctx)
+    actions = once.actions
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
-    elif not actions:
+    elif not actions and once.complete:
         print("converged: nothing to do")
     else:
         for action in actions:
             print(action.describe())
+    if not once.complete:
+        return EXIT_ERROR
     return EXIT_PENDING if actions else EXIT_OK
 
 
@@ -298,19 +311,20 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     report = execute_actions(once.actions, once.host.apply, once.ledger, on_outcome=print_outcome)
     orders = {name: g.order for name, g in once.snapshot.guests.items()}
     save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))
-    if not once.actions:
+    if not once.actions and once.complete:
         print("converged: nothing to do")
     if report.failed:
         print(f"{len(report.failed)} action(s) failed or were skipped; the next apply retries them")
-        return EXIT_ERROR
-    return EXIT_OK
+    if not once.complete:
+        print("some host facts were not observed: what needs them waits for the next apply")
+    return EXIT_ERROR if report.failed or not once.complete else EXIT_OK
 
 
 def live_guests(
     ctx: Context,
     host: FreeBSDHost,
     facts: HostFacts,
-    desired: Mapping[str, GuestSpec],
+    taps: Taps,
     ledger: Ledger,
 ) -> frozenset[str]:
     """Guests whose bhyve (or loader) runs now, though this process supervises none: those the
@@ -328,7 +342,7 @@ def live_guests(
         pids = (record.shim_pid, record.loader_pid, record.bhyve_pid)
         if any(pid is not None and ops.alive(pid) for pid in pids):
             live.add(name)
-    live.update(guests_holding_taps(desired, facts, ledger))
+    live.update(guests_holding_taps(facts, ledger, taps))
     return frozenset(live)
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import structlog
 
-from reconciler.actions import Action
 from reconciler.bhyve import BootCommands
 from reconciler.config import DaemonConfig, parse_config
 from reconciler.control import ControlServer, DaemonLock, Request
@@ -32,7 +31,9 @@ from reconciler.host.freebsd import ApplyReport, FreeBSDHost, Outcome, execute_a
 from reconciler.host.guests import ShimGuestOps, recorded_guests
 from reconciler.ledger import Ledger, load_ledger, save_ledger
 from reconciler.plan import (
+    Plan,
     PlanContext,
+    allocate_taps,
     guests_holding_taps,
     next_boot,
     plan_actions,
@@ -128,7 +129,8 @@ class Daemon:
         self._plan_base = plan_context(config)
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
         self._adopted: set[str] = set()  # supervisors not polled yet since adoption
-        self._last_plan: tuple[tuple[object, ...], list[Action]] | None = None
+        self._last_plan: tuple[tuple[object, ...], Plan] | None = None
+        self._taps: Mapping[str, tuple[str, ...]] = {}  # the last pass's taps: boots use them
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -371,6 +373,10 @@ class Daemon:
             self._status_dirty = True
             self._write_status()
             return None
+        for fact, error in self.facts.unobserved.items():
+            log.error("host.observe_failed", fact=fact, error=error)
+        # Once per pass, before anything boots: adopted guests below, and the plan's starts.
+        self._taps = allocate_taps(desired, self.facts.interfaces, self.ledger)
         # An adopted guest acts first on an exit recorded while no daemon ran (a reboot boots
         # again at once); planned before that, its VM would look stale and be destroyed.
         for name in sorted(self._adopted):
@@ -381,8 +387,10 @@ class Daemon:
         foreign = self._foreign(desired, supervised)
         running = supervised | foreign.keys()
         ctx = replace(self._plan_base, uplinks=self.config.bridges, running=running)
-        actions = self._plan(desired, ctx)
-        report = execute_actions(actions, self.host.apply, self.ledger, on_outcome=self._logged)
+        plan = self._plan(desired, ctx)
+        report = execute_actions(
+            plan.actions, self.host.apply, self.ledger, on_outcome=self._logged
+        )
         self._settle_ledger(report, desired)
         host_errors = tuple(
             f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error is not None
@@ -391,6 +399,8 @@ class Daemon:
             "not adopted; stop it there and the reconciler takes over"
             for name, pid in sorted(foreign.items())
         )
+        host_errors += tuple(f"observe: {e}" for e in self.facts.unobserved.values())
+        host_errors += tuple(f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items()))
         if report.outcomes or host_errors != self.host_errors:
             self._status_dirty = True
         self.host_errors = host_errors
@@ -398,7 +408,7 @@ class Daemon:
             o.action.guest
             for o in report.outcomes
             if o.status in ("failed", "skipped") and o.action.guest
-        }
+        } | plan.blocked.keys()
         given = self._given
         news = [g for name, g in desired.items() if given.get(name) is not g]
         for spec in sorted(news, key=lambda g: (g.order, g.name)):  # boots go by order
@@ -428,21 +438,22 @@ class Daemon:
     ) -> dict[str, int]:
         """Desired guests run by a bhyve that is not ours (vmrun.sh, another manager): never
         booted a second time, and their VM never destroyed as stale (DESIGN.md rule 4)."""
-        unsupervised = [vm for vm in self.facts.vms if vm in desired and vm not in supervised]
+        vms = self.facts.vms or ()
+        unsupervised = [vm for vm in vms if vm in desired and vm not in supervised]
         if not unsupervised:
             return {}
-        return guests_holding_taps(desired, self.facts, self.ledger, unsupervised)
+        return guests_holding_taps(self.facts, self.ledger, self._taps, unsupervised)
 
-    def _plan(self, desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[Action]:
+    def _plan(self, desired: Mapping[str, GuestSpec], ctx: PlanContext) -> Plan:
         """plan_actions is pure: with the same specs, facts, ledger and context, the same plan
         (a no-op pass at 1,000 guests skips the work of planning them again)."""
         key = (desired, self.facts, self.ledger, ctx)
         last = self._last_plan
         if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
             return last[1]
-        actions = plan_actions(desired, self.facts, self.ledger, ctx)
-        self._last_plan = (key, actions)
-        return actions
+        plan = plan_actions(desired, self.facts, self.ledger, ctx, taps=self._taps)
+        self._last_plan = (key, plan)
+        return plan
 
     def _settle_ledger(self, report: ApplyReport, desired: Mapping[str, GuestSpec]) -> None:
         orders = {name: g.order for name, g in desired.items()}
@@ -502,12 +513,11 @@ class Daemon:
         )
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
-        """What the next boot of `spec` runs: its taps, and install mode from its first disk."""
+        """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
+        its first disk."""
         return next_boot(
             spec,
-            desired=self.snapshot.guests if self.snapshot else {},
-            interfaces=self.facts.interfaces,
-            ledger=self.ledger,
+            taps=self._taps.get(spec.name, ()),
             ctx=self._plan_base,
             first_disk_bootable=self.host.first_disk_bootable(spec),
         )

@@ -25,6 +25,7 @@ from reconciler.actions import (
     DestroyInterface,
     DestroyVM,
     Forget,
+    Key,
     LoadModule,
     RemoveMember,
 )
@@ -248,14 +249,17 @@ def execute_actions(
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> ApplyReport:
-    """Run actions in order. An action whose prerequisite failed is skipped this pass; every
-    independent action still runs; guest starts and stops (and what waits on them) are left
-    pending for the supervisor."""
+    """Run actions in order. An action whose prerequisite (a `Key` in its `requires`) failed or
+    was skipped is skipped this pass; every independent action still runs; guest starts and
+    stops (and what waits on them) are left pending for the supervisor. Outcomes name the keys
+    waited for as text, as `plan --json` prints them."""
     report = ApplyReport(ledger=ledger)
-    status_of: dict[str, Status] = {}
+    status_of: dict[Key, Status] = {}
     for action in actions:
-        blocked = tuple(k for k in action.requires if status_of.get(k) in ("failed", "skipped"))
-        waiting = tuple(k for k in action.requires if status_of.get(k) == "pending")
+        blocked = tuple(
+            str(k) for k in action.requires if status_of.get(k) in ("failed", "skipped")
+        )
+        waiting = tuple(str(k) for k in action.requires if status_of.get(k) == "pending")
         outcome: Outcome
         if blocked:
             outcome = Outcome(action, "skipped", waiting_for=blocked)
