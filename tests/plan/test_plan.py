@@ -67,7 +67,8 @@ def summaries(actions: list) -> list[str]:  # type: ignore[type-arg]
 def plan_actions(
     desired: dict[str, GuestSpec], facts: HostFacts, ledger: Ledger, ctx: PlanContext
 ) -> list[Action]:
-    """The plan's actions: what these cases are about (test_plan_facts.py looks at the rest)."""
+    """The plan's actions, what these cases are about (its taps and blocked guests: see
+    test_plan_taps.py and test_plan_facts.py)."""
     return list(planning.plan_actions(desired, facts, ledger, ctx).actions)
 
 
