@@ -3,6 +3,11 @@
 Pure values. Each action knows its key (what other actions depend on), the line `plan` prints
 for a person, and the argv the FreeBSD driver runs (None when the driver does it with file
 operations, or when the guest supervisor owns it). Nothing here runs anything.
+
+Keys are typed: `Key(CreateInterface, ("tap0",))` is what `CreateInterface(name="tap0")`
+provides, and the only way to name it is `CreateInterface.key_of("tap0")`, so a planner's
+`requires` and the action it waits for cannot drift apart. Only `str(key)` (for `plan --json`
+and logs) spells a key as text: `interface:tap0`.
 """
 
 from __future__ import annotations
@@ -13,17 +18,36 @@ from typing import ClassVar, Literal
 Sign = Literal["+", "~", "-"]
 
 
+@dataclass(frozen=True)
+class Key:
+    """What one action provides and others may require: the providing action class and the
+    names it acts on (an interface; a bridge and its member; a guest)."""
+
+    action: type[Action]
+    names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return ":".join((self.action.key_label, *self.names))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Action:
     """Base of every action. `requires` lists the keys of actions that must succeed first."""
 
-    requires: tuple[str, ...] = ()
+    requires: tuple[Key, ...] = ()
     guest: str | None = None  # the guest it is for; None for the host or the daemon config
 
     sign: ClassVar[Sign] = "~"
+    owned: ClassVar[bool] = False  # what it makes is the reconciler's (see `creates`)
+    key_label: ClassVar[str]  # how its keys read: `interface` in `interface:tap0`
+
+    @classmethod
+    def key_of(cls, *names: str) -> Key:
+        """The key an action of this class provides for `names` (see each class's `key`)."""
+        return Key(cls, names)
 
     @property
-    def key(self) -> str:
+    def key(self) -> Key:
         raise NotImplementedError
 
     @property
@@ -43,7 +67,7 @@ class Action:
     def creates(self) -> bool:
         """True when, done for a guest, it makes something the ledger then owns: the ledger
         records it before it runs (write-ahead) and takes it back if it did not create it."""
-        return False
+        return self.owned and self.guest is not None
 
     def describe(self) -> str:
         """One line for a person: `+ create tap0`, `- destroy tap3 (created for guest old)`."""
@@ -51,13 +75,13 @@ class Action:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "key": self.key,
+            "key": str(self.key),
             "sign": self.sign,
             "action": type(self).__name__,
             "summary": self.summary,
             "guest": self.guest,
             "argv": list(self.argv) if self.argv is not None else None,
-            "requires": list(self.requires),
+            "requires": [str(k) for k in self.requires],
         }
 
 
@@ -66,10 +90,11 @@ class LoadModule(Action):
     module: str
 
     sign: ClassVar[Sign] = "+"
+    key_label: ClassVar[str] = "module"
 
     @property
-    def key(self) -> str:
-        return f"module:{self.module}"
+    def key(self) -> Key:
+        return self.key_of(self.module)
 
     @property
     def summary(self) -> str:
@@ -86,9 +111,11 @@ class SetSysctl(Action):
     value: str
     current: str | None = None
 
+    key_label: ClassVar[str] = "sysctl"
+
     @property
-    def key(self) -> str:
-        return f"sysctl:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -106,14 +133,12 @@ class CreateInterface(Action):
     kind: Literal["tap", "bridge"]
 
     sign: ClassVar[Sign] = "+"
+    owned: ClassVar[bool] = True
+    key_label: ClassVar[str] = "interface"
 
     @property
-    def creates(self) -> bool:
-        return self.guest is not None
-
-    @property
-    def key(self) -> str:
-        return f"interface:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -130,10 +155,11 @@ class DestroyInterface(Action):
     kind: Literal["tap", "bridge"]
 
     sign: ClassVar[Sign] = "-"
+    key_label: ClassVar[str] = "destroy-interface"
 
     @property
-    def key(self) -> str:
-        return f"destroy-interface:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -150,13 +176,12 @@ class AddMember(Action):
     bridge: str
     member: str
 
-    @property
-    def creates(self) -> bool:
-        return self.guest is not None
+    owned: ClassVar[bool] = True
+    key_label: ClassVar[str] = "member"
 
     @property
-    def key(self) -> str:
-        return f"member:{self.bridge}:{self.member}"
+    def key(self) -> Key:
+        return self.key_of(self.bridge, self.member)
 
     @property
     def summary(self) -> str:
@@ -173,10 +198,11 @@ class RemoveMember(Action):
     member: str
 
     sign: ClassVar[Sign] = "-"
+    key_label: ClassVar[str] = "remove-member"
 
     @property
-    def key(self) -> str:
-        return f"remove-member:{self.bridge}:{self.member}"
+    def key(self) -> Key:
+        return self.key_of(self.bridge, self.member)
 
     @property
     def summary(self) -> str:
@@ -192,9 +218,11 @@ class RemoveMember(Action):
 class InterfaceUp(Action):
     name: str
 
+    key_label: ClassVar[str] = "up"
+
     @property
-    def key(self) -> str:
-        return f"up:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -214,14 +242,12 @@ class CreateDiskFile(Action):
     size_text: str
 
     sign: ClassVar[Sign] = "+"
+    owned: ClassVar[bool] = True
+    key_label: ClassVar[str] = "disk"
 
     @property
-    def creates(self) -> bool:
-        return self.guest is not None
-
-    @property
-    def key(self) -> str:
-        return f"disk:{self.path}"
+    def key(self) -> Key:
+        return self.key_of(self.path)
 
     @property
     def summary(self) -> str:
@@ -234,14 +260,12 @@ class CreateZvol(Action):
     size_text: str
 
     sign: ClassVar[Sign] = "+"
+    owned: ClassVar[bool] = True
+    key_label: ClassVar[str] = "disk"
 
     @property
-    def creates(self) -> bool:
-        return self.guest is not None
-
-    @property
-    def key(self) -> str:
-        return f"disk:/dev/zvol/{self.zvol}"
+    def key(self) -> Key:
+        return self.key_of(f"/dev/zvol/{self.zvol}")
 
     @property
     def summary(self) -> str:
@@ -260,14 +284,12 @@ class CopyFile(Action):
     path: str
 
     sign: ClassVar[Sign] = "+"
+    owned: ClassVar[bool] = True
+    key_label: ClassVar[str] = "file"
 
     @property
-    def creates(self) -> bool:
-        return self.guest is not None
-
-    @property
-    def key(self) -> str:
-        return f"file:{self.path}"
+    def key(self) -> Key:
+        return self.key_of(self.path)
 
     @property
     def summary(self) -> str:
@@ -283,10 +305,11 @@ class Forget(Action):
     what: str  # the path, the interface name, or "BRIDGE MEMBER"
 
     sign: ClassVar[Sign] = "-"
+    key_label: ClassVar[str] = "forget"
 
     @property
-    def key(self) -> str:
-        return f"forget:{self.kind}:{self.what}"
+    def key(self) -> Key:
+        return self.key_of(self.kind, self.what)
 
     @property
     def summary(self) -> str:
@@ -303,10 +326,11 @@ class DestroyVM(Action):
     name: str
 
     sign: ClassVar[Sign] = "-"
+    key_label: ClassVar[str] = "destroy-vm"
 
     @property
-    def key(self) -> str:
-        return f"destroy-vm:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -323,10 +347,11 @@ class StartGuest(Action):
     order: int = 0
 
     sign: ClassVar[Sign] = "+"
+    key_label: ClassVar[str] = "start"
 
     @property
-    def key(self) -> str:
-        return f"start:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:
@@ -344,10 +369,11 @@ class StopGuest(Action):
     order: int = 0
 
     sign: ClassVar[Sign] = "-"
+    key_label: ClassVar[str] = "stop"
 
     @property
-    def key(self) -> str:
-        return f"stop:{self.name}"
+    def key(self) -> Key:
+        return self.key_of(self.name)
 
     @property
     def summary(self) -> str:

@@ -34,7 +34,16 @@ from reconciler.host.guests import (
     recorded_guests,
 )
 from reconciler.ledger import Ledger
-from reconciler.plan import PlanContext, plan_actions, plan_context, state_files
+from reconciler.plan import (
+    Plan,
+    PlanContext,
+    Taps,
+    allocate_taps,
+    guests_holding_taps,
+    plan_actions,
+    plan_context,
+    state_files,
+)
 from reconciler.processes import ProcessTable
 from reconciler.spec import GuestSpec
 
@@ -46,11 +55,25 @@ class PassResult:
     """What one pass saw and did. `outcomes` is empty for a dry run."""
 
     facts: HostFacts
-    actions: tuple[Action, ...]
+    plan: Plan
     running: frozenset[str]  # guests with a live bhyve (or loader), ours or not
     foreign: Mapping[str, int] = field(default_factory=dict)  # guest -> a bhyve not ours
     outcomes: tuple[Outcome, ...] = ()
-    errors: tuple[str, ...] = ()  # for status and the log: failed actions, foreign guests
+    errors: tuple[str, ...] = ()  # for status and the log: unobserved facts, failed actions,
+    # waiting and foreign guests
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return self.plan.actions
+
+    @property
+    def taps(self) -> Taps:
+        return self.plan.taps
+
+    @property
+    def complete(self) -> bool:
+        """Every fact was observed."""
+        return not self.facts.unobserved
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -58,8 +81,10 @@ class PassResult:
 
     @property
     def blocked(self) -> frozenset[str]:
-        """Guests whose host preparation failed this pass: their boot waits."""
-        return frozenset(o.action.guest for o in self.failed if o.action.guest)
+        """Guests whose boot waits: a fact it needs was not observed, or its host preparation
+        failed this pass."""
+        failed = (o.action.guest for o in self.failed if o.action.guest)
+        return frozenset(self.plan.blocked) | frozenset(failed)
 
 
 class Converger:
@@ -70,7 +95,7 @@ class Converger:
         self.config = config
         self.ledger = ledger
         self._base = plan_context(config)
-        self._last_plan: tuple[tuple[object, ...], tuple[Action, ...]] | None = None
+        self._last_plan: tuple[tuple[object, ...], Plan] | None = None
 
     def observe_and_plan(
         self, desired: Mapping[str, GuestSpec], supervised: frozenset[str] | None
@@ -84,28 +109,30 @@ class Converger:
             state_files=state_files(desired, self._base),
             running=supervised or frozenset(),
         )
-        ours = supervised
+        taps = allocate_taps(desired, facts.interfaces, self.ledger)
         table: ProcessTable | None = None
-        unaccounted = facts.vms & known - (supervised or frozenset())
+        ours = supervised or frozenset()
         if supervised is None and recorded_guests(self.config.run_dir):
             table = list_processes(self.host.runner)
             ours = self._live_from_records(table)
-        ours = ours or frozenset()
-        unaccounted -= ours
-        foreign: dict[str, int] = {}
+        unaccounted = (facts.vms or frozenset()) & known - ours
+        # A VM whose tap some process holds open runs; the others need the process listing.
+        foreign = guests_holding_taps(facts, self.ledger, taps, sorted(unaccounted))
+        unaccounted -= foreign.keys()
         if unaccounted:
-            table = table or list_processes(self.host.runner)
-            bhyves = table.bhyves()
-            foreign = {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
+            bhyves = (table or list_processes(self.host.runner)).bhyves()
+            foreign |= {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
         running = ours | frozenset(foreign)
         ctx = replace(self._base, uplinks=self.config.bridges, running=running)
-        actions = self._plan(desired, facts, ctx)
-        errors = tuple(
-            f"guest {name} runs outside bhyve-reconciler (bhyve pid {pid}): not adopted; "
+        plan = self._plan(desired, facts, ctx, taps)
+        errors = [f"observe: {error}" for error in facts.unobserved.values()]
+        errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
+        errors += [
+            f"guest {name} runs outside bhyve-reconciler (pid {pid} runs it): not adopted; "
             "stop it there and the reconciler takes over"
-            for name, pid in foreign.items()
-        )
-        return PassResult(facts, actions, running, foreign, errors=errors)
+            for name, pid in sorted(foreign.items())
+        ]
+        return PassResult(facts, plan, running, foreign, errors=tuple(errors))
 
     def converge(
         self,
@@ -170,17 +197,17 @@ class Converger:
         return frozenset(live)
 
     def _plan(
-        self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext
-    ) -> tuple[Action, ...]:
+        self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext, taps: Taps
+    ) -> Plan:
         """plan_actions is pure: the same specs, facts, ledger and context give the same plan,
         so a no-op pass at 1,000 guests does not plan them all again."""
-        key = (desired, facts, self.ledger, ctx)
+        key = (desired, facts, self.ledger, ctx, taps)
         last = self._last_plan
         if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
             return last[1]
-        actions = tuple(plan_actions(desired, facts, self.ledger, ctx))
-        self._last_plan = (key, actions)
-        return actions
+        plan = plan_actions(desired, facts, self.ledger, ctx, taps=taps)
+        self._last_plan = (key, plan)
+        return plan
 
 
 def log_outcome(outcome: Outcome) -> None:

@@ -27,11 +27,10 @@ from reconciler.config import DaemonConfig
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
 from reconciler.errors import DaemonError, ReconcilerError, SpecErrors
-from reconciler.facts import HostFacts
 from reconciler.host.files import check_daemon_dirs, load_ledger, read_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
-from reconciler.plan import next_boot, plan_context
+from reconciler.plan import Taps, next_boot, plan_context
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
@@ -92,7 +91,7 @@ class Daemon:
         self.started_at = wall_clock()
         self._wall_offset = wall_clock() - clock()
         self._converger = Converger(host, config, load_ledger(config.state_dir))
-        self._facts = HostFacts()
+        self._taps: Taps = {}  # the last pass's: boots between passes use them
         self._host_errors: tuple[str, ...] = ()
         self._stopping = False
         self._detach = False
@@ -252,8 +251,10 @@ class Daemon:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (f"observe: {exc}",)
             return
-        self._facts = result.facts
+        self._taps = result.taps
         self._host_errors = result.errors
+        for fact, error in result.facts.unobserved.items():
+            log.error("host.observe_failed", fact=fact, error=error)
         self.supervisors.hand(desired, result.blocked | frozenset(result.foreign))
         full = self._exits is None or self.passes % FULL_SWEEP_EVERY == 1  # the first, too
         self._pass_due |= self.supervisors.poll(None if full else self.supervisors.unsteady())
@@ -306,12 +307,11 @@ class Daemon:
     # -- boots -----------------------------------------------------------------------------
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
-        """What the next boot of `spec` runs: its taps, and install mode from its first disk."""
+        """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
+        its first disk."""
         return next_boot(
             spec,
-            desired=self.snapshot.guests if self.snapshot else {},
-            interfaces=self._facts.interfaces,
-            ledger=self._converger.ledger,
+            taps=self._taps.get(spec.name, ()),
             ctx=plan_context(self.config),
             first_disk_bootable=self.host.first_disk_bootable(spec),
         )

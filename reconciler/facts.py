@@ -34,15 +34,24 @@ class DiskFile:
     bootable: bool = False  # has an MBR/GPT boot sector or a UFS superblock
 
 
+# What one observation fills in, each from its own command or listing, each able to fail alone.
+Observation = Literal["modules", "interfaces", "zvols", "vms", "disks"]
+
+
 @dataclass(frozen=True)
 class HostFacts:
-    modules: frozenset[str] = frozenset()  # kernel modules present (loaded or compiled in)
+    """One snapshot of the host. A field that could not be observed is None (`disks`, per
+    path: the path is absent) and `unobserved` says why, so the planner plans nothing that
+    needs it and everything else as usual (DESIGN.md rule 8)."""
+
+    modules: frozenset[str] | None = frozenset()  # kernel modules present (loaded or in kernel)
     sysctls: Mapping[str, str] = field(default_factory=dict)  # only the OIDs asked for
-    interfaces: Mapping[str, Interface] = field(default_factory=dict)
-    vms: frozenset[str] = frozenset()  # names in vmm_dir
+    interfaces: Mapping[str, Interface] | None = field(default_factory=dict)
+    vms: frozenset[str] | None = frozenset()  # names in vmm_dir
     zvols: Mapping[str, int] | None = None  # name -> volsize bytes; None when not observed
     disks: Mapping[str, DiskFile] = field(default_factory=dict)  # spec path -> facts
     files: Mapping[str, bool] = field(default_factory=dict)  # other paths -> exists (ISO, firmware)
+    unobserved: Mapping[Observation, str] = field(default_factory=dict)  # what failed -> error
 
 
 _KLD_FILE_ROW = re.compile(r"^\s*\d+\s+\d+\s+0x[0-9a-fA-F]+\s+\S+\s+(\S+)(?:\s+\(.*\))?\s*$")

@@ -1,39 +1,110 @@
 """Planning: the pure diff from desired state (specs) and observed state (facts) to actions.
 
-`plan_actions(desired, facts, ledger)` returns the ordered, idempotent actions that make the
-host match; an empty list means converged. It never runs, reads or writes anything, so a dry
-run is free and every case is a table of values (tests/plan/).
+`plan_actions(desired, facts, ledger, ctx)` returns a `Plan`: the ordered, idempotent actions
+that make the host match (none when converged), the tap of every guest's NIC for this pass, and
+which guests' starts wait for a fact that was not observed. It never runs, reads or writes
+anything, so a dry run is free and every case is a table of values (tests/plan/).
+
+The plan is made in phases, each a pure function of what it needs, concatenated in this order:
+  1. host        kldload vmm (+ nmdm for null-modem consoles), net.link.tap.up_on_open=1: the
+                 Handbook's preparation, which every boot needs.
+  2. bridges     the config's uplink bridges, then each bridge a NIC names: `addm` needs them.
+  3. taps        every NIC's tap, from the pass's one allocation (`allocate_taps`).
+  4. membership  a tap the ledger put in another bridge leaves it first (a tap is in one
+                 bridge), then the uplinks join, then the guests' taps.
+  5. up          each bridge that is needed, after its members are in.
+  6. disks       missing sized images and zvols, per-guest UEFI variable copies; never under
+                 a running guest (its bhyve holds the old disk open).
+  7. guests      stops in reverse order (dependants go first), stale VMs, starts by order; a
+                 start requires every earlier action its guest needs.
+  8. undo        what the ledger holds and nothing wants any more, last: after the stop of the
+                 guest that used it, and a bridge after its members left.
+
+Failures stay local (DESIGN.md rule 8). Each observation may fail alone (`HostFacts.unobserved`);
+the plan then plans nothing that needs it, names each guest whose start waits and why in
+`Plan.blocked`, and plans everything else as usual:
+
+  not observed          not planned                              starts that wait
+  modules   (kldstat)   module loads                             every guest: vmm is unknown
+  interfaces (ifconfig) every interface action: create, add and  guests with NICs
+                        remove members, up, destroy, forget; a
+                        stale VM whose guest has taps (a bhyve
+                        outside may hold one)
+  zvols     (zfs list)  zvol creation                            guests with a zvol disk
+  vms       (vmm_dir)   stale-VM destruction                     every guest: a bhyve outside
+                                                                 may run it
+  disks     (a stat)    the creation of a disk not seen          its guest
+
+Stops, the sysctl, disk images, UEFI copies and forgetting a gone guest's disks and files need
+none of these facts: they are planned whatever failed. (A failed sysctl read counts as unset,
+as FreeBSD says `unknown oid` until if_tap is loaded: the write is planned, starts wait on it.)
+
+Phases 1, 6 and the undo of disks and files are here; the interface and guest phases are in
+plan_phases.py. Which phase waits for which is typed: an action `requires` the `Key`s of
+earlier actions (`CreateInterface.key_of("tap0")`), and a start requires every key its guest's
+`Step`s provide.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.actions import (
     Action,
-    AddMember,
     CopyFile,
     CreateDiskFile,
-    CreateInterface,
     CreateZvol,
-    DestroyInterface,
-    DestroyVM,
     Forget,
-    InterfaceUp,
     LoadModule,
     RemoveMember,
     SetSysctl,
-    StartGuest,
-    StopGuest,
 )
 from reconciler.bhyve import BootCommands, boot_commands, needs_install
 from reconciler.config import DaemonConfig
 from reconciler.facts import HostFacts
 from reconciler.ledger import Ledger
-from reconciler.spec import GuestSpec
+from reconciler.plan_phases import (
+    Interfaces,
+    Member,
+    Step,
+    Taps,
+    after_stop,
+    blocked_starts,
+    bridge_users,
+    live_taps,
+    network_phases,
+    stale_vm_phase,
+    start_phase,
+    stop_phase,
+    stops_wanted,
+    undo_interfaces,
+    undo_members,
+)
+from reconciler.spec import Disk, GuestSpec
 from reconciler.units import format_size
+
+__all__ = [
+    "UP_ON_OPEN",
+    "Plan",
+    "PlanContext",
+    "Step",
+    "Taps",
+    "allocate_taps",
+    "disks_phase",
+    "guest_dir",
+    "guests_holding_taps",
+    "host_phase",
+    "next_boot",
+    "plan_actions",
+    "plan_context",
+    "state_files",
+    "uefi_vars_path",
+    "undo_files",
+    "undo_phase",
+    "vars_template",
+]
 
 UP_ON_OPEN = "net.link.tap.up_on_open"
 VARS_FILE = "BHYVE_UEFI_VARS.fd"
@@ -49,6 +120,16 @@ class PlanContext:
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One pass's plan: the actions in order, the taps they were planned with (what the
+    pass's boots use), and the guests whose start waits for an unobserved fact, with why."""
+
+    actions: tuple[Action, ...] = ()
+    taps: Taps = field(default_factory=dict)
+    blocked: Mapping[str, str] = field(default_factory=dict)
+
+
 def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) -> PlanContext:
     """The planning context a daemon config gives."""
     return PlanContext(
@@ -57,16 +138,10 @@ def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) ->
 
 
 def next_boot(
-    guest: GuestSpec,
-    *,
-    desired: Mapping[str, GuestSpec],
-    interfaces: Iterable[str],
-    ledger: Ledger,
-    ctx: PlanContext,
-    first_disk_bootable: bool,
+    guest: GuestSpec, *, taps: Sequence[str], ctx: PlanContext, first_disk_bootable: bool
 ) -> BootCommands:
-    """What the guest's next boot runs: `commands NAME` prints it, the supervisor runs it."""
-    taps = allocate_taps({**desired, guest.name: guest}, interfaces, ledger)[guest.name]
+    """What the guest's next boot runs: `commands NAME` prints it, the supervisor runs it.
+    `taps` are the guest's taps from its pass (`Plan.taps[name]`); none are allocated here."""
     return boot_commands(
         guest,
         taps=taps,
@@ -98,45 +173,47 @@ def vars_template(guest: GuestSpec) -> str:
 
 
 def allocate_taps(
-    desired: Mapping[str, GuestSpec], interfaces: Iterable[str], ledger: Ledger
+    desired: Mapping[str, GuestSpec], interfaces: Iterable[str] | None, ledger: Ledger
 ) -> dict[str, tuple[str, ...]]:
-    """The tap of every NIC of every guest. A NIC without a `tap` key keeps the tap it was given
-    before (the ledger remembers it); new ones get the lowest free `tapN`."""
+    """The tap of every NIC of every guest: call once per pass. A NIC without a `tap` key
+    keeps the tap it was given before (the ledger remembers it); new ones get the lowest
+    `tapN` that is no explicit tap, no interface and nothing the ledger holds. With
+    `interfaces` unobserved (None) a new tap may be taken already: its guest waits anyway."""
     explicit = {n.tap for g in desired.values() for n in g.nics if n.tap}
-    taken = set(interfaces) | explicit | set(ledger.interfaces)
+    taken = set(interfaces or ()) | explicit | set(ledger.interfaces)
     result: dict[str, tuple[str, ...]] = {}
     for name in sorted(desired):
-        guest = desired[name]
         pool = [t for t in ledger.taps_of(name) if t not in explicit]
         taps: list[str] = []
-        for nic in guest.nics:
-            if nic.tap:
-                taps.append(nic.tap)
-            elif pool:
-                taps.append(pool.pop(0))
-            else:
-                n = 0
-                while f"tap{n}" in taken:
-                    n += 1
-                taken.add(f"tap{n}")
-                taps.append(f"tap{n}")
+        for nic in desired[name].nics:
+            tap = nic.tap or (pool.pop(0) if pool else _lowest_free_tap(taken))
+            taken.add(tap)
+            taps.append(tap)
         result[name] = tuple(taps)
     return result
 
 
+def _lowest_free_tap(taken: set[str]) -> str:
+    n = 0
+    while f"tap{n}" in taken:
+        n += 1
+    return f"tap{n}"
+
+
 def guests_holding_taps(
-    desired: Mapping[str, GuestSpec],
-    facts: HostFacts,
-    ledger: Ledger,
-    vms: Iterable[str] | None = None,
+    facts: HostFacts, ledger: Ledger, taps: Taps, vms: Iterable[str] | None = None
 ) -> dict[str, int]:
-    """Guests (among `vms`, default every VM) whose VM exists while one of their taps is held
-    open: some bhyve runs them, whoever started it (vmrun.sh, say). name -> the holding pid."""
-    taps = allocate_taps(desired, facts.interfaces, ledger)
+    """Guests (among `vms`, default every VM) whose VM exists while one of their taps (the
+    pass's `taps`, or the ledger's) is held open: some bhyve runs them, whoever started it
+    (vmrun.sh, say). name -> the holding pid. Nothing is known with interfaces unobserved."""
+    interfaces = facts.interfaces
+    candidates = facts.vms if vms is None else vms
+    if interfaces is None or candidates is None:
+        return {}
     held: dict[str, int] = {}
-    for vm in facts.vms if vms is None else vms:
+    for vm in candidates:
         for tap in (*taps.get(vm, ()), *ledger.taps_of(vm)):
-            iface = facts.interfaces.get(tap)
+            iface = interfaces.get(tap)
             if iface is not None and iface.opened_by is not None:
                 held[vm] = iface.opened_by
                 break
@@ -148,185 +225,129 @@ def plan_actions(
     facts: HostFacts,
     ledger: Ledger,
     ctx: PlanContext | None = None,
-) -> list[Action]:
-    """Ordered actions: modules, sysctl, bridges, taps, membership, up, disks, guests, then
-    the undoing of what the ledger holds for guests (or NICs and disks) that are gone."""
+    *,
+    taps: Taps | None = None,
+) -> Plan:
+    """The pass's plan, phase by phase (see the module docstring). `taps` is the pass's
+    allocation when the caller made it already (it needed them before planning, to find
+    guests run from outside); otherwise it is made here, once."""
     ctx = ctx or PlanContext()
-    ifs = facts.interfaces
-    taps = allocate_taps(desired, ifs, ledger)
-    guests = sorted(desired.values(), key=lambda g: (g.order, g.name))
-    out: list[Action] = []
-    keys_of: dict[str, list[str]] = {name: [] for name in desired}  # per-guest prerequisites
+    taps = allocate_taps(desired, facts.interfaces, ledger) if taps is None else taps
+    guests = sorted(desired.values(), key=_boot_order)
+    steps = [
+        *host_phase(guests, facts),
+        *network_phases(guests, facts.interfaces, ledger, ctx.uplinks, taps),
+        *disks_phase(guests, facts, ctx),
+    ]
+    stops = stops_wanted(desired, ledger, ctx.running)
+    vm_steps = stale_vm_phase(desired, facts, ledger, ctx.running, taps)
+    blocked = blocked_starts(guests, facts, ctx.running)
+    actions = [s.action for s in steps]
+    moved = frozenset((a.bridge, a.member) for a in actions if isinstance(a, RemoveMember))
+    actions += [
+        *stop_phase(stops, desired, ledger),
+        *(s.action for s in vm_steps),
+        *start_phase(guests, ctx.running, blocked, [*steps, *vm_steps]),
+        *undo_phase(guests, facts.interfaces, ledger, ctx, taps, stops, moved),
+    ]
+    return Plan(actions=tuple(actions), taps=taps, blocked=blocked)
 
-    def add(action: Action, *for_guests: str) -> None:
-        out.append(action)
-        for g in for_guests:
-            keys_of[g].append(action.key)
 
-    all_guests = tuple(desired)
+def _boot_order(guest: GuestSpec) -> tuple[int, str]:
+    return (guest.order, guest.name)
 
-    # Host preparation, as in the Handbook: vmm (+ nmdm for null-modem consoles), up_on_open.
-    modules = ["vmm"] + (["nmdm"] if any(g.uses_nmdm for g in guests) else [])
-    for module in modules:
-        if module not in facts.modules:
-            needing = all_guests if module == "vmm" else [g.name for g in guests if g.uses_nmdm]
-            add(LoadModule(module=module), *needing)
-    if facts.sysctls.get(UP_ON_OPEN) != "1":
-        add(
-            SetSysctl(name=UP_ON_OPEN, value="1", current=facts.sysctls.get(UP_ON_OPEN)),
-            *all_guests,
-        )
 
-    # Bridges: the config's uplink bridges first, then every bridge a NIC names.
-    users_of: dict[str, list[str]] = {b: [] for b in sorted(ctx.uplinks)}
+# -- 1. host ------------------------------------------------------------------------------------
+
+
+def host_phase(guests: Sequence[GuestSpec], facts: HostFacts) -> list[Step]:
+    """vmm for every guest, nmdm for null-modem consoles, and taps that come up on open."""
+    everyone = tuple(g.name for g in guests)
+    steps: list[Step] = []
+    if facts.modules is not None:
+        nmdm = tuple(g.name for g in guests if g.uses_nmdm)
+        wanted = {"vmm": everyone, **({"nmdm": nmdm} if nmdm else {})}
+        steps += [
+            Step(LoadModule(module=m), by) for m, by in wanted.items() if m not in facts.modules
+        ]
+    current = facts.sysctls.get(UP_ON_OPEN)
+    if current != "1":
+        steps.append(Step(SetSysctl(name=UP_ON_OPEN, value="1", current=current), everyone))
+    return steps
+
+
+# -- 6. disks -------------------------------------------------------------------------------
+
+
+def disks_phase(guests: Sequence[GuestSpec], facts: HostFacts, ctx: PlanContext) -> list[Step]:
+    """Disks created when missing and sized: never over an existing file, never shrunk, never
+    under a running guest; and each UEFI variable store copied once."""
+    steps: list[Step] = []
     for g in guests:
-        for nic in g.nics:
-            if nic.bridge:
-                users_of.setdefault(nic.bridge, [])
-                if g.name not in users_of[nic.bridge]:
-                    users_of[nic.bridge].append(g.name)
-    created: set[str] = set()
-    for bridge, users in users_of.items():
-        if bridge not in ifs:
-            owner = None if bridge in ctx.uplinks else users[0]
-            add(CreateInterface(name=bridge, kind="bridge", guest=owner), *users)
-            created.add(bridge)
-
-    # Taps.
-    for g in guests:
-        for tap in taps[g.name]:
-            if tap not in ifs:
-                add(CreateInterface(name=tap, kind="tap", guest=g.name), g.name)
-                created.add(tap)
-
-    def needs(*names: str) -> tuple[str, ...]:
-        return tuple(f"interface:{n}" for n in names if n in created)
-
-    # Membership: first undo a move (a tap the ledger put in another bridge), then add.
-    wanted_members = {
-        (nic.bridge, tap): g.name
-        for g in guests
-        for nic, tap in zip(g.nics, taps[g.name], strict=True)
-        if nic.bridge
-    }
-    live_taps = {tap: g.name for g in guests for tap in taps[g.name]}
-    # Memberships leaving a bridge this pass: a bridge they empty can go in the same pass.
-    removing: set[tuple[str, str]] = set()
-    for (bridge, member), owner in sorted(ledger.members.items()):
-        moved = member in live_taps and (bridge, member) not in wanted_members
-        if moved and member in _members(facts, bridge):
-            removing.add((bridge, member))
-            add(RemoveMember(bridge=bridge, member=member, guest=owner), live_taps[member])
-    for bridge, members in sorted(ctx.uplinks.items()):
-        for member in members:
-            if member not in _members(facts, bridge):
-                add(AddMember(bridge=bridge, member=member, requires=needs(bridge)))
-    for (bridge, tap), owner in wanted_members.items():
-        if tap not in _members(facts, bridge):
-            add(
-                AddMember(bridge=bridge, member=tap, guest=owner, requires=needs(bridge, tap)),
-                owner,
-            )
-
-    # Up: every bridge we need.
-    for bridge, users in users_of.items():
-        iface = ifs.get(bridge)
-        if iface is None or not iface.up:
-            add(InterfaceUp(name=bridge, requires=needs(bridge)), *users)
-
-    # Disks: created when missing and sized; never over an existing file, never shrunk, and
-    # never under a running guest (its bhyve still has the old one open).
-    for g in guests:
-        for disk in g.disks:
-            if disk.size is None or g.name in ctx.running:
-                continue
-            size_text = format_size(disk.size)
-            if disk.path is not None:
-                seen = facts.disks.get(disk.path)
-                if seen is None or not seen.exists:
-                    add(
-                        CreateDiskFile(
-                            path=disk.path, size=disk.size, size_text=size_text, guest=g.name
-                        ),
-                        g.name,
-                    )
-            elif disk.zvol is not None and facts.zvols is not None and disk.zvol not in facts.zvols:
-                add(CreateZvol(zvol=disk.zvol, size_text=size_text, guest=g.name), g.name)
+        if g.name not in ctx.running:
+            made = (_disk_action(g.name, d, facts) for d in g.disks)
+            steps += [Step(a, (g.name,)) for a in made if a is not None]
         vars_path = uefi_vars_path(ctx, g)
         if vars_path is not None and not facts.files.get(vars_path, False):
-            add(CopyFile(source=vars_template(g), path=vars_path, guest=g.name), g.name)
+            copy = CopyFile(source=vars_template(g), path=vars_path, guest=g.name)
+            steps.append(Step(copy, (g.name,)))
+    return steps
 
-    # Guests: stop what should not run (reverse order), clear stale VMs, start (by order).
-    known = set(desired) | ledger.owners() | set(ledger.orders)
-    stops: dict[str, str] = {}
-    for name in ctx.running:
-        if name not in desired and name in known:
-            stops[name] = "its file is gone"
-        elif name in desired and desired[name].state == "stopped":
-            stops[name] = 'its file says state = "stopped"'
 
-    def order_of(name: str) -> int:
-        return desired[name].order if name in desired else ledger.orders.get(name, 0)
+def _disk_action(guest: str, disk: Disk, facts: HostFacts) -> Action | None:
+    if disk.size is None:
+        return None
+    size_text = format_size(disk.size)
+    if disk.path is not None:
+        seen = facts.disks.get(disk.path)
+        if seen is None and "disks" in facts.unobserved:
+            return None  # its stat failed: whether it exists is unknown
+        if seen is None or not seen.exists:
+            return CreateDiskFile(path=disk.path, size=disk.size, size_text=size_text, guest=guest)
+        return None
+    if disk.zvol is not None and facts.zvols is not None and disk.zvol not in facts.zvols:
+        return CreateZvol(zvol=disk.zvol, size_text=size_text, guest=guest)
+    return None
 
-    for name in sorted(stops, key=lambda n: (-order_of(n), n)):
-        out.append(StopGuest(name=name, reason=stops[name], order=order_of(name), guest=name))
-    for vm in sorted(facts.vms):
-        if vm in known and vm not in ctx.running:
-            add(DestroyVM(name=vm, guest=vm), *([vm] if vm in desired else []))
-    for g in guests:
-        if g.state == "running" and g.name not in ctx.running:
-            out.append(
-                StartGuest(
-                    name=g.name, order=g.order, guest=g.name, requires=tuple(keys_of[g.name])
-                )
-            )
 
-    # Undo what the ledger holds and nothing wants any more, once its guest has stopped.
-    def after_stop(owner: str) -> tuple[str, ...]:
-        return (f"stop:{owner}",) if owner in stops else ()
+# -- 8. undo --------------------------------------------------------------------------------
 
-    for (bridge, member), owner in sorted(ledger.members.items()):
-        if member in live_taps:
-            continue  # handled above as a move, or still wanted
-        if member in _members(facts, bridge):
-            removing.add((bridge, member))
-            add(RemoveMember(bridge=bridge, member=member, guest=owner, requires=after_stop(owner)))
-        else:
-            add(Forget(kind="member", what=f"{bridge} {member}", guest=owner))
-    for name, made in sorted(ledger.interfaces.items()):
-        if name in live_taps or name in users_of:
-            continue
-        if name not in ifs:
-            add(Forget(kind="interface", what=name, guest=made.guest))
-            continue
-        if made.kind == "bridge":
-            left = [m for m in _members(facts, name) if (name, m) not in removing]
-            if left:
-                continue  # someone else's interfaces are in it: leave the bridge alone
-            requires = tuple(f"remove-member:{name}:{m}" for m in _members(facts, name))
-        else:
-            requires = after_stop(made.guest) + tuple(
-                f"remove-member:{b}:{m}" for b, m in sorted(removing) if m == name
-            )
-        add(
-            DestroyInterface(
-                name=name,
-                kind="bridge" if made.kind == "bridge" else "tap",
-                guest=made.guest,
-                requires=requires,
-            )
-        )
-    wanted_devices = {d.device for g in guests for d in g.disks}
+
+def undo_phase(
+    guests: Sequence[GuestSpec],
+    interfaces: Interfaces | None,
+    ledger: Ledger,
+    ctx: PlanContext,
+    taps: Taps,
+    stops: Mapping[str, str],
+    moved: frozenset[Member],
+) -> list[Action]:
+    """Undo what the ledger holds and nothing wants any more, once its guest has stopped."""
+    actions: list[Action] = []
+    if interfaces is not None:
+        live = live_taps(guests, taps)
+        left = undo_members(ledger, interfaces, live, stops)
+        removing = moved | {(a.bridge, a.member) for a in left if isinstance(a, RemoveMember)}
+        wanted = live.keys() | bridge_users(guests, ctx.uplinks).keys()
+        actions += [*left, *undo_interfaces(ledger, interfaces, wanted, removing, stops)]
+    return actions + undo_files(guests, ledger, ctx, stops)
+
+
+def undo_files(
+    guests: Sequence[GuestSpec], ledger: Ledger, ctx: PlanContext, stops: Mapping[str, str]
+) -> list[Action]:
+    """Disks and files nothing wants are forgotten, never deleted."""
+    devices = {d.device for g in guests for d in g.disks}
+    files = {p for g in guests if (p := uefi_vars_path(ctx, g)) is not None}
+    forgets: list[Action] = []
     for path, owner in sorted(ledger.disks.items()):
-        if path not in wanted_devices:
-            add(Forget(kind="disk", what=path, guest=owner, requires=after_stop(owner)))
-    wanted_files = {p for g in guests if (p := uefi_vars_path(ctx, g)) is not None}
+        if path not in devices:
+            forgets.append(
+                Forget(kind="disk", what=path, guest=owner, requires=after_stop(stops, owner))
+            )
     for path, owner in sorted(ledger.files.items()):
-        if path not in wanted_files:
-            add(Forget(kind="file", what=path, guest=owner, requires=after_stop(owner)))
-    return out
-
-
-def _members(facts: HostFacts, bridge: str) -> tuple[str, ...]:
-    iface = facts.interfaces.get(bridge)
-    return iface.members if iface is not None else ()
+        if path not in files:
+            forgets.append(
+                Forget(kind="file", what=path, guest=owner, requires=after_stop(stops, owner))
+            )
+    return forgets

@@ -10,7 +10,7 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from reconciler.cli.context import Context, open_host
 from reconciler.converge import Converger
@@ -18,7 +18,7 @@ from reconciler.errors import SpecError
 from reconciler.host.files import load_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome
 from reconciler.host.runner import SubprocessRunner
-from reconciler.plan import next_boot, plan_context
+from reconciler.plan import allocate_taps, next_boot, plan_context
 from reconciler.specdir import ConfDir, ConfSnapshot
 
 EXIT_OK = 0
@@ -68,9 +68,7 @@ def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
         interfaces = frozenset(host.observe_interfaces())
     boot = next_boot(
         guest,
-        desired=snapshot.guests,
-        interfaces=interfaces,
-        ledger=ledger,
+        taps=allocate_taps(snapshot.guests, interfaces, ledger)[guest.name],
         ctx=plan_context(ctx.config),
         first_disk_bootable=host.first_disk_bootable(guest),
     )
@@ -89,30 +87,39 @@ def _converger(ctx: Context) -> tuple[Converger, ConfSnapshot]:
 
 def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     converger, snapshot = _converger(ctx)
-    actions = converger.observe_and_plan(snapshot.guests, supervised=None).actions
+    result = converger.observe_and_plan(snapshot.guests, supervised=None)
+    report_host_errors(result.errors)
+    actions = result.actions
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
-    elif not actions:
+    elif not actions and result.complete:
         print("converged: nothing to do")
     else:
         for action in actions:
             print(action.describe())
+    if not result.complete:
+        return EXIT_ERROR
     return EXIT_PENDING if actions else EXIT_OK
 
 
 def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     converger, snapshot = _converger(ctx)
     result = converger.converge(snapshot.guests, supervised=None, on_outcome=print_outcome)
-    if not result.actions:
+    failed_lines = {o.action.describe() for o in result.failed}
+    report_host_errors(e for e in result.errors if e.split(": ", 1)[0] not in failed_lines)
+    if not result.actions and result.complete:
         print("converged: nothing to do")
-    for error in result.errors:
-        if not any(error.startswith(o.action.describe()) for o in result.failed):
-            print(f"bhyve-reconciler: {error}", file=sys.stderr)
     if result.failed:
         count = len(result.failed)
         print(f"{count} action(s) failed or were skipped; the next apply retries them")
-        return EXIT_ERROR
-    return EXIT_OK
+    if not result.complete:
+        print("some host facts were not observed: what needs them waits for the next apply")
+    return EXIT_ERROR if result.failed or not result.complete else EXIT_OK
+
+
+def report_host_errors(errors: Iterable[str]) -> None:
+    for error in errors:
+        print(f"bhyve-reconciler: {error}", file=sys.stderr)
 
 
 def print_outcome(outcome: Outcome) -> None:

@@ -25,6 +25,7 @@ from reconciler.actions import (
     DestroyInterface,
     DestroyVM,
     Forget,
+    Key,
     LoadModule,
     RemoveMember,
 )
@@ -34,6 +35,7 @@ from reconciler.facts import (
     DiskFile,
     HostFacts,
     Interface,
+    Observation,
     parse_ifconfig,
     parse_kldstat,
     parse_sysctl,
@@ -92,37 +94,71 @@ class FreeBSDHost:
         """One snapshot: kldstat, sysctl, ifconfig, and zfs only when a spec or the ledger
         holds a zvol; then stats and a listing of vmm_dir, which run no command.
 
+        Each observation may fail alone: its field is then None (a disk whose stat failed is
+        absent) and `unobserved` says why; the others are still taken, so the planner blocks
+        only what needs the missing fact (DESIGN.md rule 8). A failed sysctl read is no
+        failure: FreeBSD says `unknown oid` until if_tap is loaded, which means "not set".
+
         `state_files` are the daemon's own per-guest files (UEFI vars copies) the plan wants;
         the ledger's are always checked. Like CopyFile, they are daemon paths, not under root.
         The disks of `running` guests are not looked at: nothing creates a disk under a
         running guest.
         """
-        modules = self._parsed(parse_kldstat, self._must(OBSERVE_KLDSTAT).stdout)
+        unobserved: dict[Observation, str] = {}
+        modules: frozenset[str] | None = None
+        try:
+            modules = self._parsed(parse_kldstat, self._must(OBSERVE_KLDSTAT).stdout)
+        except HostCommandError as exc:
+            unobserved["modules"] = str(exc)
         sysctl = self.runner.run(OBSERVE_SYSCTL)
-        sysctls = parse_sysctl(sysctl.stdout) if sysctl.ok else {}  # unknown oid: tap not loaded
-        interfaces = self.observe_interfaces()
+        sysctls = parse_sysctl(sysctl.stdout) if sysctl.ok else {}
+        interfaces: dict[str, Interface] | None = None
+        try:
+            interfaces = self.observe_interfaces()
+        except HostCommandError as exc:
+            unobserved["interfaces"] = str(exc)
         uses_zfs = any(d.zvol for g in desired.values() for d in g.disks) or any(
             p.startswith("/dev/zvol/") for p in ledger.disks
         )
-        zvols = (
-            self._parsed(parse_zfs_volumes, self._must(OBSERVE_ZFS).stdout) if uses_zfs else None
-        )
+        zvols: dict[str, int] | None = None
+        try:
+            zvols = (
+                self._parsed(parse_zfs_volumes, self._must(OBSERVE_ZFS).stdout)
+                if uses_zfs
+                else None
+            )
+        except (HostCommandError, ValueError) as exc:  # ValueError: sizes not in bytes
+            unobserved["zvols"] = str(exc)
         # Only a disk with a size can be created when missing, so only those need a stat.
-        disks = {
-            d.path: self.disk_facts(d.path)
+        disks: dict[str, DiskFile] = {}
+        for path in (
+            d.path
             for g in desired.values()
             if g.name not in running
             for d in g.disks
             if d.path and d.size is not None
-        }
+        ):
+            try:
+                disks[path] = self.disk_facts(path)
+            except OSError as exc:
+                failed = f"{path}: {exc.strerror}"
+                unobserved["disks"] = (
+                    f"{unobserved['disks']}; {failed}" if "disks" in unobserved else failed
+                )
+        vms: frozenset[str] | None = None
+        try:
+            vms = self.list_vms()
+        except OSError as exc:
+            unobserved["vms"] = f"{self.vmm_dir}: {exc.strerror}"
         return HostFacts(
             modules=modules,
             sysctls=sysctls,
             interfaces=interfaces,
-            vms=self.list_vms(),
+            vms=vms,
             zvols=zvols,
             disks=disks,
             files={p: os.path.exists(p) for p in (*ledger.files, *state_files)},
+            unobserved=unobserved,
         )
 
     def observe_interfaces(self) -> dict[str, Interface]:
@@ -248,14 +284,17 @@ def execute_actions(
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> ApplyReport:
-    """Run actions in order. An action whose prerequisite failed is skipped this pass; every
-    independent action still runs; guest starts and stops (and what waits on them) are left
-    pending for the supervisor."""
+    """Run actions in order. An action whose prerequisite (a `Key` in its `requires`) failed or
+    was skipped is skipped this pass; every independent action still runs; guest starts and
+    stops (and what waits on them) are left pending for the supervisor. Outcomes name the keys
+    waited for as text, as `plan --json` prints them."""
     report = ApplyReport(ledger=ledger)
-    status_of: dict[str, Status] = {}
+    status_of: dict[Key, Status] = {}
     for action in actions:
-        blocked = tuple(k for k in action.requires if status_of.get(k) in ("failed", "skipped"))
-        waiting = tuple(k for k in action.requires if status_of.get(k) == "pending")
+        blocked = tuple(
+            str(k) for k in action.requires if status_of.get(k) in ("failed", "skipped")
+        )
+        waiting = tuple(str(k) for k in action.requires if status_of.get(k) == "pending")
         outcome: Outcome
         if blocked:
             outcome = Outcome(action, "skipped", waiting_for=blocked)

@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from reconciler import plan as planning
 from reconciler.actions import (
+    Action,
     AddMember,
     CopyFile,
     CreateDiskFile,
@@ -24,7 +26,7 @@ from reconciler.actions import (
 )
 from reconciler.facts import DiskFile, HostFacts, Interface
 from reconciler.ledger import CreatedInterface, Ledger
-from reconciler.plan import PlanContext, allocate_taps, guests_holding_taps, plan_actions
+from reconciler.plan import PlanContext, allocate_taps, guests_holding_taps
 from reconciler.spec import Disk, GuestSpec, Nic, Uefi
 
 GIB = 1 << 30
@@ -62,6 +64,20 @@ def summaries(actions: list) -> list[str]:  # type: ignore[type-arg]
     return [a.describe() for a in actions]
 
 
+def plan_actions(
+    desired: dict[str, GuestSpec], facts: HostFacts, ledger: Ledger, ctx: PlanContext
+) -> list[Action]:
+    """The plan's actions, what these cases are about (its taps and blocked guests: see
+    test_plan_taps.py and test_plan_facts.py)."""
+    return list(planning.plan_actions(desired, facts, ledger, ctx).actions)
+
+
+def holding(desired: dict[str, GuestSpec], facts: HostFacts, ledger: Ledger) -> dict[str, int]:
+    """guests_holding_taps with the taps a pass plans with."""
+    taps = planning.plan_actions(desired, facts, ledger).taps
+    return guests_holding_taps(facts, ledger, taps)
+
+
 def test_empty_host_gets_the_handbook_preparation_in_order() -> None:
     facts = HostFacts(interfaces={"igb0": iface("igb0")}, sysctls={"net.link.tap.up_on_open": "0"})
     actions = plan_actions({"guestname": HANDBOOK}, facts, Ledger(), UPLINK)
@@ -82,7 +98,10 @@ def test_empty_host_gets_the_handbook_preparation_in_order() -> None:
     ]
     assert actions[5].argv == ("ifconfig", "bridge0", "addm", "igb0")
     assert actions[6].argv == ("ifconfig", "bridge0", "addm", "tap0")
-    assert actions[6].requires == ("interface:bridge0", "interface:tap0")
+    assert actions[6].requires == (
+        CreateInterface.key_of("bridge0"),
+        CreateInterface.key_of("tap0"),
+    )
     disk = actions[8]
     assert isinstance(disk, CreateDiskFile) and disk.size == 16 * GIB and disk.size_text == "16G"
 
@@ -164,8 +183,11 @@ def test_removed_running_guest_stops_before_its_tap_is_destroyed() -> None:
         "- remove tap0 from bridge0 (added for guest guestname)",
         "- destroy tap0 (created for guest guestname)",
     ]
-    assert actions[1].requires == ("stop:guestname",)
-    assert set(actions[2].requires) == {"stop:guestname", "remove-member:bridge0:tap0"}
+    assert actions[1].requires == (StopGuest.key_of("guestname"),)
+    assert set(actions[2].requires) == {
+        StopGuest.key_of("guestname"),
+        RemoveMember.key_of("bridge0", "tap0"),
+    }
 
 
 def test_foreign_vms_and_interfaces_are_never_touched() -> None:
@@ -186,7 +208,7 @@ def test_stale_vm_of_a_guest_that_should_run_is_destroyed_before_it_starts() -> 
     actions = plan_actions({"guestname": running}, facts, Ledger(), UPLINK)
     assert [type(a) for a in actions] == [DestroyVM, StartGuest]
     assert actions[0].argv == ("bhyvectl", "--vm=guestname", "--destroy")
-    assert "destroy-vm:guestname" in actions[1].requires
+    assert DestroyVM.key_of("guestname") in actions[1].requires
 
 
 def test_guests_start_by_order_and_stop_in_reverse() -> None:
@@ -305,17 +327,15 @@ def test_guests_whose_tap_is_held_open_are_found_running() -> None:
             "tap0": Interface(name="tap0", kind="tap", up=True, opened_by=4242),
         },
     )
-    assert guests_holding_taps({"guestname": running}, held, Ledger()) == {"guestname": 4242}
+    assert holding({"guestname": running}, held, Ledger()) == {"guestname": 4242}
     # The same VM with its tap closed is a leftover: nothing runs it.
     assert (
-        guests_holding_taps(
-            {"guestname": running}, converged_facts(vms=frozenset({"guestname"})), Ledger()
-        )
+        holding({"guestname": running}, converged_facts(vms=frozenset({"guestname"})), Ledger())
         == {}
     )
     # A gone guest's tap is found through the ledger.
     ledger = Ledger(interfaces={"tap0": CreatedInterface("tap", "guestname")})
-    assert guests_holding_taps({}, held, ledger) == {"guestname": 4242}
+    assert holding({}, held, ledger) == {"guestname": 4242}
 
 
 def test_no_disk_is_created_under_a_running_guest() -> None:
