@@ -4,7 +4,8 @@ when bhyve cannot boot it as it is.
 Pure: takes the bytes the caller read (`HEAD_SIZE` from the start, `TAIL_SIZE` from the end, and
 the file's size) and returns values. bhyve's block devices are raw: every other format must be
 converted (`qemu-img convert -O raw`) or unpacked before it can be a guest's disk. Anything
-with no known header is taken as raw, as qemu-img's own probe does (block.c, find_image_format).
+with no known header is taken as raw, as qemu does: its raw driver probes with the lowest score,
+"so that raw is used if and only if no other block driver works" (block/raw-format.c).
 """
 
 from __future__ import annotations

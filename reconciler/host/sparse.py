@@ -201,6 +201,7 @@ class _Copy:
     def run(self, image_size: int, disk_size: int, seek_holes: bool) -> None:
         path = Path(self.target)
         try:
+            # O_EXCL and mode 0600: a guest's disk is for root alone, from its first byte.
             fd, temporary = tempfile.mkstemp(
                 prefix=f".{path.name}.", suffix=".partial", dir=path.parent
             )
@@ -322,11 +323,14 @@ def _link_into_place(temporary: str, target: str) -> None:
 
 
 def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Makes the new name durable. The disk is complete and in place by now, so a directory
+    # that cannot be synced (some file systems refuse fsync on one) is no reason to fail.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:

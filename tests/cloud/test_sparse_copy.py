@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -82,6 +83,7 @@ def test_copy_keeps_content_and_holes(image: Path, disk: Path, seek_holes: bool)
     data = sum(length for _offset, length in DATA)
     assert digest(disk) == digest(image)
     assert disk.stat().st_size == SIZE
+    assert stat.S_IMODE(disk.stat().st_mode) == 0o600  # a guest's disk is for root alone
     # About the same allocation as the image: the data, rounded to blocks, and no more.
     assert data <= allocated(disk) <= allocated(image) + 64 * KiB
     # Written whole blocks: the data rounded up to BLOCK, each region on its own.
