@@ -30,7 +30,6 @@ from reconciler.cloudinit_rules import (
     key_identity,
     network_config_problem,
     split_user_data,
-    user_data_problem,
 )
 from reconciler.errors import SpecError
 
@@ -163,6 +162,17 @@ def _parse_network(reader: TableReader, data: Any) -> StaticNetwork | None:
     if len(reader.errors) > before or address is None:
         return None
     return StaticNetwork(address=str(address), gateway=gateway, nameservers=nameservers)
+
+
+def user_data_problem(text: str) -> str | None:
+    """Why `text` is not user-data this project can seed, or None.
+
+    cloud-init tells formats apart by their first line (doc/rtd/reference/format.rst, "Headers
+    and content types"); two are taken here: `#cloud-config`, whose rest must be a YAML mapping,
+    and `#!`, a script run once per instance.
+    """
+    _kind, _config, problem = split_user_data(text)
+    return problem
 
 
 # --- Rendering --------------------------------------------------------------------------------

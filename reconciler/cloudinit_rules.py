@@ -192,17 +192,6 @@ def split_user_data(text: str) -> tuple[str | None, dict[Any, Any] | None, str |
     return "cloud-config", config, None
 
 
-def user_data_problem(text: str) -> str | None:
-    """Why `text` is not user-data this project can seed, or None.
-
-    cloud-init tells formats apart by their first line (doc/rtd/reference/format.rst, "Headers
-    and content types"); two are taken here: `#cloud-config`, whose rest must be a YAML mapping,
-    and `#!`, a script run once per instance.
-    """
-    _kind, _config, problem = split_user_data(text)
-    return problem
-
-
 def network_config_problem(text: str) -> str | None:
     """Why `text` is not network config cloud-init reads (version 1 or 2, YAML), or None."""
     problem = _text_limits(text)
