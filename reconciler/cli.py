@@ -296,7 +296,7 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     once = plan_once(ctx)
     report = execute_actions(once.actions, once.host.apply, once.ledger, on_outcome=print_outcome)
-    orders = {name: g.order for name, g in once.snapshot.guests.items()}
+    orders = {name: g.lifecycle.order for name, g in once.snapshot.guests.items()}
     save_ledger(ctx.config.state_dir, report.ledger.with_orders(orders))
     if not once.actions:
         print("converged: nothing to do")

@@ -288,7 +288,7 @@ class Daemon:
 
     def _order_key(self, sup: GuestSupervisor) -> tuple[int, str]:
         spec = self.snapshot.guests.get(sup.name) if self.snapshot else None
-        order = spec.order if spec else self.ledger.orders.get(sup.name, 0)
+        order = spec.lifecycle.order if spec else self.ledger.orders.get(sup.name, 0)
         return (order, sup.name)
 
     def _reload_config(self) -> None:
@@ -401,7 +401,7 @@ class Daemon:
         }
         given = self._given
         news = [g for name, g in desired.items() if given.get(name) is not g]
-        for spec in sorted(news, key=lambda g: (g.order, g.name)):  # boots go by order
+        for spec in sorted(news, key=lambda g: (g.lifecycle.order, g.name)):  # boots go by order
             sup = self.supervisors.get(spec.name)
             if sup is None:
                 if spec.name in self.blocked or spec.name in foreign:
@@ -445,7 +445,7 @@ class Daemon:
         return actions
 
     def _settle_ledger(self, report: ApplyReport, desired: Mapping[str, GuestSpec]) -> None:
-        orders = {name: g.order for name, g in desired.items()}
+        orders = {name: g.lifecycle.order for name, g in desired.items()}
         ledger = report.ledger.with_orders(orders)
         if ledger != self.ledger:
             save_ledger(self.config.state_dir, ledger)

@@ -154,7 +154,7 @@ def plan_actions(
     ctx = ctx or PlanContext()
     ifs = facts.interfaces
     taps = allocate_taps(desired, ifs, ledger)
-    guests = sorted(desired.values(), key=lambda g: (g.order, g.name))
+    guests = sorted(desired.values(), key=lambda g: (g.lifecycle.order, g.name))
     out: list[Action] = []
     keys_of: dict[str, list[str]] = {name: [] for name in desired}  # per-guest prerequisites
 
@@ -262,11 +262,11 @@ def plan_actions(
     for name in ctx.running:
         if name not in desired and name in known:
             stops[name] = "its file is gone"
-        elif name in desired and desired[name].state == "stopped":
+        elif name in desired and desired[name].lifecycle.state == "stopped":
             stops[name] = 'its file says state = "stopped"'
 
     def order_of(name: str) -> int:
-        return desired[name].order if name in desired else ledger.orders.get(name, 0)
+        return desired[name].lifecycle.order if name in desired else ledger.orders.get(name, 0)
 
     for name in sorted(stops, key=lambda n: (-order_of(n), n)):
         out.append(StopGuest(name=name, reason=stops[name], order=order_of(name), guest=name))
@@ -274,10 +274,13 @@ def plan_actions(
         if vm in known and vm not in ctx.running:
             add(DestroyVM(name=vm, guest=vm), *([vm] if vm in desired else []))
     for g in guests:
-        if g.state == "running" and g.name not in ctx.running:
+        if g.lifecycle.state == "running" and g.name not in ctx.running:
             out.append(
                 StartGuest(
-                    name=g.name, order=g.order, guest=g.name, requires=tuple(keys_of[g.name])
+                    name=g.name,
+                    order=g.lifecycle.order,
+                    guest=g.name,
+                    requires=tuple(keys_of[g.name]),
                 )
             )
 

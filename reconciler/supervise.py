@@ -172,15 +172,7 @@ class _Stop:
 
 def boot_key(spec: GuestSpec) -> GuestSpec:
     """The spec with the fields that do not change what boots blanked out."""
-    return dataclasses.replace(
-        spec,
-        restart="on-failure",
-        on_change="restart",
-        stop_timeout=None,
-        order=0,
-        state="running",
-        source="",
-    )
+    return spec.boot_key
 
 
 class GuestSupervisor:
@@ -438,7 +430,7 @@ class GuestSupervisor:
             self._booted_key = boot_key(spec)
         elif (
             self._state in ("running", "starting")
-            and spec.on_change == "restart"
+            and spec.lifecycle.on_change == "restart"
             and boot_key(spec) != self._booted_key
         ):
             self._log.info("guest.spec_changed", guest=self.name, on_change="restart")
@@ -526,7 +518,7 @@ class GuestSupervisor:
         if self._stop is not None or not self._wants_running() or self._spec is None:
             self._finish_stop(now)
             return
-        decision = decide(exit, self._spec.restart)
+        decision = decide(exit, self._spec.lifecycle.restart)
         if decision.action == "reboot":
             self._boot(now, reboot=True)
             return
@@ -560,8 +552,8 @@ class GuestSupervisor:
     # ---- stopping ----------------------------------------------------------------------
 
     def _stop_timeout(self) -> float:
-        if self._spec is not None and self._spec.stop_timeout is not None:
-            return self._spec.stop_timeout
+        if self._spec is not None and self._spec.lifecycle.stop_timeout is not None:
+            return self._spec.lifecycle.stop_timeout
         return self.stop_timeout
 
     def _begin_stop(self, now: float) -> None:
@@ -678,7 +670,7 @@ class GuestSupervisor:
 def _desired_of(spec: GuestSpec | None) -> Desired:
     if spec is None:
         return "removed"
-    return "running" if spec.state == "running" else "stopped"
+    return "running" if spec.lifecycle.state == "running" else "stopped"
 
 
 def _describe(exit: ExitStatus) -> str:
