@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from reconciler.spec import Disk, Nic
-from reconciler.tomlreader import Entry, Section, did_you_mean
+from reconciler.tomlreader import Entry, Section
 from reconciler.units import parse_size
 from reconciler.valuerules import (
     IFNAME_RE,
@@ -22,6 +22,7 @@ from reconciler.valuerules import (
     TAP_RE,
     argv_text_problem,
     describe,
+    did_you_mean,
     file_text_problem,
     path_problem,
     show,

@@ -9,7 +9,6 @@ leaving every absent key to the dataclass default. Pure: parsed tables in, value
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,25 +34,12 @@ from reconciler.schema import (
     field_default,
 )
 from reconciler.units import canonical_size, format_duration, parse_duration
-from reconciler.valuerules import describe, path_problem, show
+from reconciler.valuerules import describe, did_you_mean, path_problem, show, unknown_key_message
 
 MAX_ERRORS = 100  # per file; a hostile file must not make a megabyte of messages
 # Sizes and durations longer than this are not numbers a person means; refusing them early
 # keeps megabyte texts out of messages and away from int()'s limit on digits.
 _LONGEST_NUMBER = 40
-
-
-def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    by_lower = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[close[0]] if close else None
-
-
-def unknown_key_message(key: str, known: Sequence[str]) -> str:
-    near = did_you_mean(key, known)
-    if near is not None:
-        return f"unknown key; did you mean `{near}`?"
-    return "unknown key; expected one of " + ", ".join(f"`{k}`" for k in known)
 
 
 class Reader:
@@ -383,7 +369,21 @@ def build(spec: TableSpec, values: Mapping[str, Any]) -> Any:
             kwargs[target] = value
     for group, model in spec.groups:
         kwargs[group] = model(**grouped[group])
-    for f in dataclasses.fields(spec.model):
-        if f.init and f.name not in kwargs and field_default(spec.model, f.name) is NO_DEFAULT:
-            return None
+    if not _required_fields(spec.model) <= kwargs.keys():
+        return None
     return spec.model(**kwargs)
+
+
+_REQUIRED: dict[type[Any], frozenset[str]] = {}
+
+
+def _required_fields(model: type[Any]) -> frozenset[str]:
+    """The fields of `model` without a default (memoised: models are few and fixed)."""
+    found = _REQUIRED.get(model)
+    if found is None:
+        found = _REQUIRED[model] = frozenset(
+            f.name
+            for f in dataclasses.fields(model)
+            if f.init and field_default(model, f.name) is NO_DEFAULT
+        )
+    return found

@@ -1,14 +1,16 @@
 """Values on command lines and in messages: the rules a value must follow to reach an argv
-(DESIGN.md rule 6), and how a TOML value is spelt back in an error message.
+(DESIGN.md rule 6), and how a value is spelt back in an error message (with the near miss a
+person probably meant).
 
 Pure functions of one value; they know nothing about which file or key it came from.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,30}")
@@ -85,6 +87,19 @@ def describe(value: Any) -> str:
     return f"{kind} ({show(value)})"
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
+    by_lower = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
+def unknown_key_message(key: str, known: Sequence[str]) -> str:
+    near = did_you_mean(key, known)
+    if near is not None:
+        return f"unknown key; did you mean `{near}`?"
+    return "unknown key; expected one of " + ", ".join(f"`{k}`" for k in known)
+
+
 def path_problem(text: str, *, absolute: bool = True) -> str | None:
     """Why `text` cannot be a host path on a bhyve or loader command line, or None if it can.
 
@@ -98,7 +113,12 @@ def path_problem(text: str, *, absolute: bool = True) -> str | None:
         return "must be an absolute path"
     if len(text) > PATH_MAX:
         return f"is longer than {PATH_MAX} characters"
-    bad = next((c for c in text if c in ",%" or c.isspace() or is_invisible(c)), None)
+    if text.isascii() and text.isprintable():
+        # The common case, without a function call per character: in printable ASCII only
+        # these three are unwelcome.
+        bad = next((c for c in text if c in ",% "), None)
+    else:
+        bad = next((c for c in text if c in ",%" or c.isspace() or is_invisible(c)), None)
     if bad is not None:
         return f"must not contain {char_name(bad)}: it would reach bhyve's option syntax"
     parts = text.split("/")[1:] if text.startswith("/") else text.split("/")

@@ -245,7 +245,7 @@ def depth_of(value: Any, depth: int = 0) -> int:
     return depth
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, nested(MAX_DEPTH + 3, MAX_KEY_PARTS - 1), max_size=4))
 def test_the_scan_refuses_exactly_what_is_too_deep(document: dict[str, Any]) -> None:
     text = tomli_w.dumps(document)
@@ -292,7 +292,7 @@ def parse_like_specdir(raw: bytes) -> tuple[Any, list[SpecError]]:
 
 
 @settings(
-    max_examples=400,
+    max_examples=250,
     deadline=timedelta(seconds=5),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
