@@ -1,31 +1,28 @@
 """The daemon's own config file (`--config`, default /usr/local/etc/bhyve-reconciler.toml).
 
-Pure: parses TOML text into a frozen `DaemonConfig`; every host path lives here so the
-simulated host and the tests can point the real driver elsewhere (DESIGN.md rule 8).
+Pure: parses TOML text (or bytes, through the same bounded loader as guest files) into a frozen
+`DaemonConfig`; every host path lives here so the simulated host and the tests can point the
+real driver elsewhere (DESIGN.md rule 9). `CONFIG` declares each key once; the defaults are the
+dataclass fields'.
 """
 
 from __future__ import annotations
 
-import posixpath
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from reconciler.errors import SpecError
-from reconciler.spec import (
-    IFNAME_RE,
-    IFNAME_RULE,
-    _describe,
-    _parse_duration_key,
-    _Reader,
-    _show,
-    _Table,
-    path_problem,
-    syntax_error,
-)
+from reconciler.guestkeys import MAX_STOP_TIMEOUT
+from reconciler.schema import Array, Duration, HostPath, Key, SubTable, TableMap, TableSpec
+from reconciler.tomlload import load_toml
+from reconciler.tomlreader import Entry, Reader, Section, build, read_table
+from reconciler.valuerules import IFNAME_RE, IFNAME_RULE, describe
 
 DEFAULT_CONFIG_PATH = Path("/usr/local/etc/bhyve-reconciler.toml")
+# Longer than a day is a typo; far longer would overflow the daemon loop's wait.
+MAX_RESYNC_INTERVAL = 86400.0
 
 
 @dataclass(frozen=True)
@@ -43,84 +40,102 @@ class DaemonConfig:
         return replace(self, conf_dir=conf_dir)
 
 
-_TOP_KEYS = ("conf_dir", "state_dir", "run_dir", "vmm_dir", "stop_timeout", "resync_interval",
-             "bridges")  # fmt: skip
-_PATH_KEYS = ("conf_dir", "state_dir", "run_dir", "vmm_dir")
-_BRIDGE_KEYS = ("members",)
+@dataclass(frozen=True)
+class Uplinks:
+    """One `[bridges.NAME]` table."""
+
+    members: tuple[str, ...] = ()
 
 
-def _parse_path(table: _Table, key: str, base: Path) -> Path | None:
-    value = table.string(key)
-    if value is None:
-        return None
-    # Relative paths follow the config file, not the daemon's working directory.
-    resolved = posixpath.normpath(posixpath.join(str(base), value)) if value else value
-    problem = path_problem(resolved, absolute=False)
-    if problem is not None:
-        table.error(key, f"{_show(value)} {problem}")
-        return None
-    return Path(resolved)
+def _path(section: Section, key: str, value: str) -> Path:
+    return Path(value)
 
 
-def _parse_bridges(top: _Table) -> dict[str, tuple[str, ...]]:
-    if "bridges" not in top:
-        return {}
-    value = top.data["bridges"]
-    if not isinstance(value, Mapping):
-        top.error("bridges", f"expected tables like [bridges.bridge0], got {_describe(value)}")
-        return {}
+def _members(section: Section, key: str, items: list[Any]) -> tuple[str, ...]:
+    out = []
+    for index, member in enumerate(items):
+        if not isinstance(member, str) or IFNAME_RE.fullmatch(member) is None:
+            section.reader.error(
+                f"{section.path(key)}[{index}]", f"expected {IFNAME_RULE}, got {describe(member)}"
+            )
+        else:
+            out.append(member)
+    return tuple(out)
+
+
+def _bridge_name(name: str) -> str | None:
+    return None if IFNAME_RE.fullmatch(name) else f"the bridge name must be {IFNAME_RULE}"
+
+
+def _bridges(section: Section, key: str, entries: list[Entry]) -> dict[str, tuple[str, ...]]:
+    """Each bridge's uplinks; if_bridge refuses an interface already in a bridge, and a bridge
+    in itself."""
     bridges: dict[str, tuple[str, ...]] = {}
     owner: dict[str, str] = {}
-    for name, body in value.items():
-        key = f"bridges.{name}"
-        if IFNAME_RE.fullmatch(name) is None:
-            top.reader.error(key, f"the bridge name must be {IFNAME_RULE}")
-            continue
-        if not isinstance(body, Mapping):
-            top.reader.error(key, f"expected a table ([{key}]), got {_describe(body)}")
-            continue
-        table = _Table(top.reader, body, key, _BRIDGE_KEYS)
-        members: list[str] = []
-        for index, member in enumerate(table.array("members") or []):
-            member_key = f"{key}.members[{index}]"
-            if not isinstance(member, str) or IFNAME_RE.fullmatch(member) is None:
-                shown = _describe(member)
-                top.reader.error(member_key, f"expected {IFNAME_RULE}, got {shown}")
-            elif member == name:
-                top.reader.error(member_key, "a bridge cannot be a member of itself")
+    for entry in entries:
+        uplinks: Uplinks = entry.value
+        members = []
+        raw = entry.raw.get("members") if isinstance(entry.raw, Mapping) else None
+        for index, member in enumerate(raw if isinstance(raw, list) else []):
+            if member not in uplinks.members:
+                continue  # not an interface name: reported by `_members`
+            member_key = f"{entry.path}.members[{index}]"
+            if member == entry.name:
+                section.reader.error(member_key, "a bridge cannot be a member of itself")
             elif member in owner:
-                # if_bridge refuses an interface that is already in a bridge.
-                top.reader.error(member_key, f"`{member}` is already a member of {owner[member]}")
+                section.reader.error(
+                    member_key, f"`{member}` is already a member of {owner[member]}"
+                )
             else:
-                owner[member] = key
+                owner[member] = entry.path
                 members.append(member)
-        bridges[name] = tuple(members)
+        bridges[str(entry.name)] = tuple(members)
     return bridges
 
 
-def parse_config(text: str, *, file: str) -> tuple[DaemonConfig, list[SpecError]]:
-    """The daemon config in `text` (from `file`), and every error in it.
+BRIDGE = TableSpec(
+    model=Uplinks,
+    keys=(
+        Key("members", Array(), "interfaces the daemon adds to the bridge (uplinks)",
+            example=["igb0"], rule=_members),
+    ),
+)  # fmt: skip
+
+
+def _directory(name: str, meaning: str, example: str) -> Key:
+    return Key(name, HostPath(relative=True), meaning, example=example, rule=_path, dump=str)
+
+
+CONFIG = TableSpec(
+    model=DaemonConfig,
+    keys=(
+        _directory("conf_dir", "the directory of guest files", "/etc/vms/conf.d"),
+        _directory("state_dir", "what the reconciler created and accepted (ledger)",
+                   "/var/db/vms"),
+        _directory("run_dir", "runtime records: boot records, status, control socket",
+                   "/var/run/vms"),
+        _directory("vmm_dir", "where the kernel lists VMs (/dev/vmm)", "/sim/dev/vmm"),
+        Key("stop_timeout", Duration(MAX_STOP_TIMEOUT), "how long a guest's ACPI shutdown may "
+            "take before a forced power-off, unless its file says otherwise", example="3m"),
+        Key("resync_interval", Duration(MAX_RESYNC_INTERVAL), "how often to re-read conf.d "
+            "and observe the host without an event", example="10s"),
+        Key("bridges", TableMap(Key("<name>", SubTable(BRIDGE), "one bridge's uplinks"),
+            _bridge_name, "bridge0"), "bridges and the interfaces the config puts in them",
+            rule=_bridges),
+    ),
+)  # fmt: skip
+
+
+def parse_config(source: str | bytes, *, file: str) -> tuple[DaemonConfig, list[SpecError]]:
+    """The daemon config in `source` (from `file`), and every error in it.
 
     Keys in error keep their defaults in the returned config, so a caller that chooses to
     carry on gets the documented behaviour for them.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return DaemonConfig(), [syntax_error(exc, text, file=file)]
-    reader = _Reader(file)
-    top = _Table(reader, data, "", _TOP_KEYS)
-    base = Path(file).parent
-    defaults = DaemonConfig()
-    paths = {key: _parse_path(top, key, base) for key in _PATH_KEYS}
-    durations = {key: _parse_duration_key(top, key) for key in ("stop_timeout", "resync_interval")}
-    config = DaemonConfig(
-        conf_dir=paths["conf_dir"] or defaults.conf_dir,
-        state_dir=paths["state_dir"] or defaults.state_dir,
-        run_dir=paths["run_dir"] or defaults.run_dir,
-        vmm_dir=paths["vmm_dir"] or defaults.vmm_dir,
-        stop_timeout=durations["stop_timeout"] or defaults.stop_timeout,
-        resync_interval=durations["resync_interval"] or defaults.resync_interval,
-        bridges=_parse_bridges(top),
-    )
+    data, errors = load_toml(source, file=file)
+    if data is None:
+        return DaemonConfig(), errors
+    reader = Reader(file)
+    values = read_table(Section(reader, data, "", CONFIG.known), CONFIG)
+    config: DaemonConfig = build(CONFIG, values)
     return config, reader.errors

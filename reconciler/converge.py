@@ -163,7 +163,7 @@ class Converger:
                 ledger = ledger.after(action)
             elif action in claims:
                 ledger = ledger.without(action)
-        ledger = ledger.with_orders({name: g.order for name, g in desired.items()})
+        ledger = ledger.with_orders({name: g.lifecycle.order for name, g in desired.items()})
         if ledger != self.ledger:
             self._save(ledger, errors)
         errors += [f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error]

@@ -194,7 +194,7 @@ class Daemon:
 
     def _order_of(self, sup: GuestSupervisor) -> int:
         if sup.spec is not None:
-            return sup.spec.order
+            return sup.spec.lifecycle.order
         return self._converger.ledger.orders.get(sup.name, 0)
 
     def _reload_config(self) -> None:

@@ -254,7 +254,7 @@ def plan_actions(
 
 
 def _boot_order(guest: GuestSpec) -> tuple[int, str]:
-    return (guest.order, guest.name)
+    return (guest.lifecycle.order, guest.name)
 
 
 # -- 1. host ------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def _known(desired: Mapping[str, GuestSpec], ledger: Ledger) -> set[str]:
 
 
 def _order_of(name: str, desired: Mapping[str, GuestSpec], ledger: Ledger) -> int:
-    return desired[name].order if name in desired else ledger.orders.get(name, 0)
+    return desired[name].lifecycle.order if name in desired else ledger.orders.get(name, 0)
 
 
 def stops_wanted(
@@ -207,7 +207,7 @@ def stops_wanted(
     for name in running:
         if name not in desired and name in known:
             stops[name] = "its file is gone"
-        elif name in desired and desired[name].state == "stopped":
+        elif name in desired and desired[name].lifecycle.state == "stopped":
             stops[name] = 'its file says state = "stopped"'
     return stops
 
@@ -250,7 +250,7 @@ def blocked_starts(
     """Guests that would start but need a fact that was not observed -> what they wait for."""
     blocked: dict[str, str] = {}
     for g in guests:
-        if g.state != "running" or g.name in running:
+        if g.lifecycle.state != "running" or g.name in running:
             continue
         missing = [_why_unobserved(facts, obs) for obs in _start_needs(g, facts)]
         if reasons := [m for m in missing if m is not None]:
@@ -295,9 +295,14 @@ def start_phase(
         for name in step.needed_by:
             needs.setdefault(name, []).append(step.action.key)
     return [
-        StartGuest(name=g.name, order=g.order, guest=g.name, requires=tuple(needs.get(g.name, ())))
+        StartGuest(
+            name=g.name,
+            order=g.lifecycle.order,
+            guest=g.name,
+            requires=tuple(needs.get(g.name, ())),
+        )
         for g in guests
-        if g.state == "running" and g.name not in running and g.name not in blocked
+        if g.lifecycle.state == "running" and g.name not in running and g.name not in blocked
     ]
 
 

@@ -15,15 +15,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from reconciler.conflicts import Candidate, Claims, check_conflicts
 from reconciler.errors import SpecError
-from reconciler.spec import Candidate, GuestSpec, check_conflicts, parse_guest_text
+from reconciler.guestfile import is_spec_file_name, parse_guest_text
+from reconciler.spec import GuestSpec
+from reconciler.tomlload import FILE_KEY, MAX_TOML_BYTES
 
 FileState = Literal["valid", "invalid", "conflict", "refused"]
 # What a file's stat must keep for its last parse to stay good (DESIGN.md rule 7).
 StatSignature = tuple[int, int, int, int, int]
 
-MAX_SPEC_BYTES = 1 << 20
-_FILE_KEY = "(file)"
 _DIR_KEY = "(directory)"
 
 
@@ -34,7 +35,6 @@ class FileStatus:
     file: str
     status: FileState
     guest: str | None = None
-    using_last_good: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,6 @@ class ConfSnapshot:
     def errors(self) -> tuple[SpecError, ...]:
         return tuple(p for p in self.problems if not p.warning)
 
-    @property
-    def warnings(self) -> tuple[SpecError, ...]:
-        return tuple(p for p in self.problems if p.warning)
-
 
 @dataclass(frozen=True)
 class _Parsed:
@@ -65,11 +61,12 @@ class _Parsed:
     refused: bool = False
 
 
-def is_spec_file_name(name: str) -> bool:
-    """Whether `name` in conf.d is a spec, not a dotfile, editor debris or a temp file."""
-    return (
-        name.endswith(".toml") and len(name) > len(".toml") and not name.startswith((".", "#", "~"))
-    )
+def _file_state(parsed: _Parsed, *, accepted: bool) -> FileState:
+    if parsed.refused:
+        return "refused"
+    if parsed.errors:
+        return "invalid"
+    return "valid" if accepted else "conflict"
 
 
 def _signature(st: os.stat_result) -> StatSignature:
@@ -85,15 +82,27 @@ class ConfDir:
 
     `root` prefixes host paths checked for existence (ISO, firmware), so a simulated host can
     keep them under its own directory. `parses` counts files actually read and parsed.
+    `claims` are things held outside the files, (kind, thing) -> guest (taps the reconciler
+    allocated): a file that claims one for another guest is refused. The caller may replace
+    them; the next scan settles again when they changed.
     """
 
-    def __init__(self, path: Path, *, root: Path = Path("/"), euid: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        root: Path = Path("/"),
+        euid: int | None = None,
+        claims: Claims | None = None,
+    ) -> None:
         self.path = path
         self.root = root
         self.euid = os.geteuid() if euid is None else euid
+        self.claims: Claims = MappingProxyType(dict(claims or {}))
         self.parses = 0
         self._root_prefix = str(root).rstrip("/")
-        self._resolved = False
+        # The claims of the last settlement; None before the first.
+        self._settled_claims: Claims | None = None
         self._parsed: dict[str, _Parsed] = {}
         self._last_good: dict[str, GuestSpec] = {}
         self._previous: ConfSnapshot = ConfSnapshot(
@@ -127,12 +136,12 @@ class ConfDir:
             parsed is self._parsed[file] for file, parsed in current.items()
         )
         self._parsed = current
-        if unchanged and self._resolved:
+        if unchanged and self._settled_claims == self.claims:
             # Nothing was re-parsed: the settlement stands; only install media or firmware
             # may have appeared or vanished since.
             return self._refresh_warnings()
         self._last_good = {f: s for f, s in self._last_good.items() if f in current}
-        self._resolved = True
+        self._settled_claims = dict(self.claims)
         return self._resolve(current)
 
     def _refresh_warnings(self) -> ConfSnapshot:
@@ -160,7 +169,7 @@ class ConfDir:
             # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scan.
             fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
-            return _Parsed(_signature(st), None, (SpecError(file, _FILE_KEY, str(exc.strerror)),))
+            return _Parsed(_signature(st), None, (SpecError(file, FILE_KEY, str(exc.strerror)),))
         with os.fdopen(fd, "rb") as handle:
             # Judge and cache the file actually opened, not the one stat saw a moment ago.
             st = os.fstat(handle.fileno())
@@ -169,17 +178,10 @@ class ConfDir:
             refusal = self._refusal(file, st)
             if refusal is not None:
                 return _Parsed(_signature(st), None, (refusal,), refused=True)
-            raw = handle.read(MAX_SPEC_BYTES + 1)
+            # One byte more than allowed is enough for the loader to refuse it.
+            raw = handle.read(MAX_TOML_BYTES + 1)
         self.parses += 1
-        if len(raw) > MAX_SPEC_BYTES:
-            too_big = SpecError(file, _FILE_KEY, f"larger than {MAX_SPEC_BYTES} bytes")
-            return _Parsed(_signature(st), None, (too_big,))
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            not_text = SpecError(file, _FILE_KEY, f"not UTF-8 text (byte {exc.start})")
-            return _Parsed(_signature(st), None, (not_text,))
-        spec, errors = parse_guest_text(text, file=file, stem=stem)
+        spec, errors = parse_guest_text(raw, file=file, stem=stem)
         return _Parsed(_signature(st), spec, tuple(errors))
 
     def _refusal(self, file: str, st: os.stat_result) -> SpecError | None:
@@ -188,12 +190,12 @@ class ConfDir:
         if mode & (stat.S_IWGRP | stat.S_IWOTH):
             return SpecError(
                 file,
-                _FILE_KEY,
+                FILE_KEY,
                 f"refused: mode {mode:04o} lets group or others write it (chmod go-w)",
             )
         if self.euid == 0 and st.st_uid != 0:
             return SpecError(
-                file, _FILE_KEY, f"refused: owned by uid {st.st_uid}, not root (chown root)"
+                file, FILE_KEY, f"refused: owned by uid {st.st_uid}, not root (chown root)"
             )
         return None
 
@@ -209,7 +211,7 @@ class ConfDir:
 
         def settle() -> tuple[set[str], dict[str, list[SpecError]]]:
             candidates = [Candidate(f, s, mtimes[f]) for f, s in chosen.items()]
-            accepted, errors = check_conflicts(candidates, incumbents)
+            accepted, errors = check_conflicts(candidates, incumbents, self.claims)
             by_file: dict[str, list[SpecError]] = {}
             for error in errors:
                 by_file.setdefault(error.file, []).append(error)
@@ -239,29 +241,17 @@ class ConfDir:
         guests: dict[str, GuestSpec] = {}
         for file, parsed in current.items():
             spec = chosen.get(file) if file in accepted else None
-            using_last_good = spec is not None and spec is not parsed.spec
             if spec is not None:
                 guests[spec.name] = spec
-                if not using_last_good:
+                if spec is parsed.spec:
                     self._last_good[file] = spec
                 problems.extend(self._missing_files(spec, seen))
             problems.extend(parsed.errors)
             problems.extend(conflicts.get(file, ()))
-            status: FileState
-            if parsed.refused:
-                status = "refused"
-            elif parsed.errors:
-                status = "invalid"
-            elif file in conflicts or spec is None:
-                status = "conflict"
-            else:
-                status = "valid"
+            status = _file_state(parsed, accepted=spec is not None and file not in conflicts)
             named = spec or parsed.spec
             files[file] = FileStatus(
-                file=file,
-                status=status,
-                guest=named.name if named is not None else None,
-                using_last_good=using_last_good,
+                file=file, status=status, guest=named.name if named is not None else None
             )
         return self._publish(guests, problems, files)
 

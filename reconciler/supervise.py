@@ -391,7 +391,7 @@ class GuestSupervisor:
         self._running_since = started
         self._boots = 1
         ran = booted or self._spec
-        self._booted_key = _boot_key(ran) if ran is not None else None
+        self._booted_key = ran.boot_key if ran is not None else None
         self._ops.watch(pid)
         self._log.info(
             "guest.adopted",
@@ -455,15 +455,15 @@ class GuestSupervisor:
             self._phase = Due(now)
         elif isinstance(phase, Live):
             if self._booted_key is None:
-                self._booted_key = _boot_key(spec)
-            elif spec.on_change == "restart" and _boot_key(spec) != self._booted_key:
+                self._booted_key = spec.boot_key
+            elif spec.lifecycle.on_change == "restart" and spec.boot_key != self._booted_key:
                 self._log.info("guest.spec_changed", guest=self.name, on_change="restart")
                 self._begin_stop(now, "boot")
 
     def _boot(self, now: float, *, reboot: bool = False) -> None:
         spec = self._spec
         assert spec is not None and self._desired == "running"
-        key = _boot_key(spec)
+        key = spec.boot_key
         try:
             if reboot and self._booted_key is not None and key != self._booted_key:
                 self._ops.destroy()  # the next-boot spec may change the VM's CPUs or memory
@@ -554,7 +554,7 @@ class GuestSupervisor:
         if self._desired != "running" or self._spec is None:
             self._finish_stop(now, "stopped")
             return
-        decision = decide(exit, self._spec.restart)
+        decision = decide(exit, self._spec.lifecycle.restart)
         if decision.destroy:
             self._destroy_vm("exited")
         if decision.failed:
@@ -589,8 +589,8 @@ class GuestSupervisor:
     # ---- stopping ----------------------------------------------------------------------
 
     def _stop_timeout(self) -> float:
-        if self._spec is not None and self._spec.stop_timeout is not None:
-            return self._spec.stop_timeout
+        if self._spec is not None and self._spec.lifecycle.stop_timeout is not None:
+            return self._spec.lifecycle.stop_timeout
         return self.stop_timeout
 
     def _then(self, phase: Stopping, then: AfterStop) -> None:
@@ -708,17 +708,10 @@ class GuestSupervisor:
             )
 
 
-def _boot_key(spec: GuestSpec) -> GuestSpec:
-    return replace(
-        spec, restart="on-failure", on_change="restart", stop_timeout=None, order=0,
-        state="running", source="",
-    )  # fmt: skip
-
-
 def _desired_of(spec: GuestSpec | None) -> Desired:
     if spec is None:
         return "removed"
-    return "running" if spec.state == "running" else "stopped"
+    return "running" if spec.lifecycle.state == "running" else "stopped"
 
 
 def _state_of(phase: Phase) -> State:

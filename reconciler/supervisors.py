@@ -97,7 +97,7 @@ class Supervisors:
         """Every guest's accepted spec to its supervisor, boots by order; a new guest named in
         `waiting` (its taps or disks are not there yet, or another bhyve runs it) gets none."""
         news = [g for name, g in desired.items() if self._given.get(name) is not g]
-        for spec in sorted(news, key=lambda g: (g.order, g.name)):
+        for spec in sorted(news, key=lambda g: (g.lifecycle.order, g.name)):
             sup = self._by_name.get(spec.name)
             if sup is not None:
                 self._given[spec.name] = spec

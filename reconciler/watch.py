@@ -1,8 +1,9 @@
 """Turns file events in one directory into few, debounced "these files changed" notifications.
 
-Owns the watchdog observer, the conf.d name rule (`is_conf_file`) and the `Debouncer` (pure timing
-rules, driven by the caller's clock). It must not read or parse the files it reports: the daemon
-re-reads specs by stat on every pass, and the periodic resync covers any event this misses.
+Owns the watchdog observer and the `Debouncer` (pure timing rules, driven by the caller's
+clock); which names count is the core's `guestfile.is_spec_file_name` (`is_conf_file` here).
+It must not read or parse the files it reports: the daemon re-reads specs by stat on every
+pass, and the periodic resync covers any event this misses.
 
 How the daemon loop consumes it: every wake-up source puts an item on one `queue.SimpleQueue`
 (its `put` is safe from signal handlers, unlike `queue.Queue`), and the loop blocks on that
@@ -45,24 +46,11 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from reconciler.errors import DaemonError
+from reconciler.guestfile import is_spec_file_name as is_conf_file
 
 log = structlog.get_logger(__name__)
 
 Backend = Literal["native", "polling"]
-
-# vim writes this probe file to test whether a directory is writable.
-_VIM_PROBE = "4913"
-
-
-def is_conf_file(name: str) -> bool:
-    """Whether `name` (relative to conf.d) is a guest spec: a top-level `*.toml` that no editor
-    or deployment tool uses as scratch space (dotfiles, `#…#` autosaves, `~` backups, swap files).
-    """
-    if "/" in name or name == _VIM_PROBE:
-        return False
-    if name.startswith((".", "#")):
-        return False
-    return name.endswith(".toml") and len(name) > len(".toml")
 
 
 class Debouncer:

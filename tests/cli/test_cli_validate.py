@@ -30,7 +30,7 @@ def test_example_conf_d_validates(rig: Rig) -> None:
 
 
 BAD_FILES = {
-    "syntax": ('name = "syn"\ncpus =\n', "line 2"),
+    "syntax": ('name = "syn"\ncpus =\n', "line 2, column 7"),
     "unknown": ('cpu = 2\n[[disk]]\npath = "/vm/unknown.img"\n', "cpu"),
     "range": ('cpus = 0\n[[disk]]\npath = "/vm/range.img"\n', "cpus"),
     "inject": ('[[disk]]\npath = "/vm/a.img,ro -s 5:0,passthru,1/0/0"\n', "disk[0].path"),

@@ -96,7 +96,7 @@ def test_bridge_without_members_is_an_empty_uplink_list() -> None:
             "bridges.bridge1.members[0]",
             "already a member of bridges.bridge0",
         ),
-        ("conf_dir = \n", "line 1", "Invalid value"),
+        ("conf_dir = \n", "line 1, column 12", "Invalid value"),
     ],
 )
 def test_bad_config_names_the_key(text: str, key: str, fragment: str) -> None:

@@ -33,7 +33,7 @@ from reconciler.facts import DiskFile, HostFacts, Interface
 from reconciler.host.freebsd import execute_actions
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
-from reconciler.spec import Disk, GuestSpec, Nic, Uefi
+from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic, Uefi
 
 EVERY_ACTION: list[tuple[Action, str]] = [
     (LoadModule(module="vmm"), "module:vmm"),
@@ -153,8 +153,10 @@ def guests(draw: st.DrawFn) -> dict[str, GuestSpec]:
         )
         desired[name] = GuestSpec(
             name=name,
-            state=draw(st.sampled_from(["running", "stopped"])),
-            order=draw(st.integers(0, 2)),
+            lifecycle=Lifecycle(
+                state=draw(st.sampled_from(["running", "stopped"])),
+                order=draw(st.integers(0, 2)),
+            ),
             console=draw(st.sampled_from(["nmdm", "/dev/ttyu0"])),
             loader=draw(st.sampled_from(["bhyveload", "uefi"])),
             uefi=Uefi(vars=draw(st.booleans())),
@@ -260,5 +262,5 @@ def test_requires_name_only_keys_of_earlier_actions_and_nothing_needs_an_unobser
         assert CreateZvol not in kinds
     starts = {a.name for a in plan.actions if isinstance(a, StartGuest)}
     assert not starts & plan.blocked.keys()
-    would_start = {n for n, g in desired.items() if g.state == "running" and n not in running}
+    would_start = {n for n, g in desired.items() if g.lifecycle.state == "running" and n not in running}
     assert starts | plan.blocked.keys() == would_start

@@ -27,13 +27,13 @@ from reconciler.actions import (
 from reconciler.facts import DiskFile, HostFacts, Interface
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, allocate_taps, guests_holding_taps
-from reconciler.spec import Disk, GuestSpec, Nic, Uefi
+from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic, Uefi
 
 GIB = 1 << 30
 HANDBOOK = GuestSpec(
     name="guestname",
     console="/dev/nmdm0A",
-    state="stopped",
+    lifecycle=Lifecycle(state="stopped"),
     disks=(Disk(path="/vm/guest.img", size=16 * GIB),),
     nics=(Nic(tap="tap0", bridge="bridge0"),),
 )
@@ -203,7 +203,7 @@ def test_foreign_vms_and_interfaces_are_never_touched() -> None:
 
 
 def test_stale_vm_of_a_guest_that_should_run_is_destroyed_before_it_starts() -> None:
-    running = replace(HANDBOOK, state="running")
+    running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
     facts = converged_facts(vms=frozenset({"guestname"}))
     actions = plan_actions({"guestname": running}, facts, Ledger(), UPLINK)
     assert [type(a) for a in actions] == [DestroyVM, StartGuest]
@@ -215,8 +215,7 @@ def test_guests_start_by_order_and_stop_in_reverse() -> None:
     def guest(name: str, order: int, state: str = "running") -> GuestSpec:
         return GuestSpec(
             name=name,
-            order=order,
-            state=state,
+            lifecycle=Lifecycle(order=order, state=state),  # type: ignore[arg-type]
             console="/dev/ttyu0",  # type: ignore[arg-type]
             disks=(Disk(path=f"/vm/{name}.img"),),
         )
@@ -319,7 +318,7 @@ def test_destroy_interface_argv() -> None:
 
 
 def test_guests_whose_tap_is_held_open_are_found_running() -> None:
-    running = replace(HANDBOOK, state="running")
+    running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
     held = converged_facts(
         vms=frozenset({"guestname", "other"}),
         interfaces={
@@ -339,7 +338,7 @@ def test_guests_whose_tap_is_held_open_are_found_running() -> None:
 
 
 def test_no_disk_is_created_under_a_running_guest() -> None:
-    running = replace(HANDBOOK, state="running")
+    running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
     gone = converged_facts(disks={}, vms=frozenset({"guestname"}))
     ctx = replace(UPLINK, running=frozenset({"guestname"}))
     assert plan_actions({"guestname": running}, gone, Ledger(), ctx) == []

@@ -14,7 +14,7 @@ import pytest
 from reconciler.facts import DiskFile, HostFacts, Interface, Observation
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
-from reconciler.spec import Disk, GuestSpec, Nic
+from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic
 
 GIB = 1 << 30
 
@@ -23,7 +23,7 @@ def guest(name: str, disk: Disk, *nics: Nic, state: str = "running") -> GuestSpe
     return GuestSpec(
         name=name,
         console="/dev/ttyu0",
-        state=state,  # type: ignore[arg-type]
+        lifecycle=Lifecycle(state=state),  # type: ignore[arg-type]
         disks=(disk,),
         nics=nics,
     )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.specdir import ConfDir, ConfSnapshot, is_spec_file_name
+from reconciler.guestfile import is_spec_file_name
+from reconciler.specdir import ConfDir, ConfSnapshot
 
 NOT_ROOT = 1000
 
@@ -46,7 +47,7 @@ def conf(tmp_path: Path) -> Path:
 def test_every_bad_file_is_reported_and_valid_files_stay_valid(conf: Path) -> None:
     good = write(conf, "good.toml", guest("tap0"))
     bad = {
-        "syntax.toml": ("cpus = \n", "line 1"),
+        "syntax.toml": ("cpus = \n", "line 1, column 8"),
         "unknown.toml": ("cpu = 2\n" + guest("tap1"), "cpu"),
         "range.toml": ("cpus = 0\n" + guest("tap2"), "cpus"),
         "inject.toml": ('[[disk]]\npath = "/vm/a.img,ro -s 5"\n', "disk[0].path"),
@@ -129,10 +130,19 @@ def test_editor_debris_dotfiles_and_directories_are_ignored(conf: Path) -> None:
         ("web.toml.swp", False),
         ("web.toml.tmp", False),
         ("web.TOML", False),
+        ("~web.toml", False),
+        ("sub/web.toml", False),
+        ("4913", False),
     ],
 )
 def test_is_spec_file_name(name: str, is_spec: bool) -> None:
     assert is_spec_file_name(name) is is_spec
+
+
+def test_the_watcher_and_the_scan_share_one_name_rule() -> None:
+    from reconciler import watch
+
+    assert watch.is_conf_file is is_spec_file_name
 
 
 def test_broken_edit_keeps_the_last_good_spec(conf: Path) -> None:
@@ -145,7 +155,6 @@ def test_broken_edit_keeps_the_last_good_spec(conf: Path) -> None:
     broken = confdir.scan()
     assert broken.guests["web"] == first.guests["web"]
     assert broken.files[str(path)].status == "invalid"
-    assert broken.files[str(path)].using_last_good
     assert broken.files[str(path)].guest == "web"
     assert problems(broken) == [("web.toml", "cpus")]
     assert broken.generation == first.generation
@@ -154,7 +163,6 @@ def test_broken_edit_keeps_the_last_good_spec(conf: Path) -> None:
     fixed = confdir.scan()
     assert fixed.guests["web"].cpus == 4
     assert fixed.problems == ()
-    assert not fixed.files[str(path)].using_last_good
     assert fixed.generation == first.generation + 1
 
 
@@ -166,7 +174,6 @@ def test_a_loose_chmod_keeps_the_last_good_spec(conf: Path) -> None:
     refused = confdir.scan()
     assert refused.guests["web"] == good
     assert refused.files[str(path)].status == "refused"
-    assert refused.files[str(path)].using_last_good
 
 
 def test_a_fresh_scan_has_no_last_good(conf: Path) -> None:
@@ -175,7 +182,6 @@ def test_a_fresh_scan_has_no_last_good(conf: Path) -> None:
     write(conf, "web.toml", "cpus = 0\n" + guest())
     snapshot = ConfDir(conf, euid=NOT_ROOT).scan()
     assert snapshot.guests == {}
-    assert not snapshot.files[str(conf / "web.toml")].using_last_good
 
 
 def test_files_are_reparsed_only_when_their_stat_changes(conf: Path) -> None:
@@ -272,7 +278,6 @@ def test_an_edit_that_conflicts_keeps_the_last_good_spec(conf: Path) -> None:
     assert snapshot.guests == before.guests
     assert snapshot.guests["b"].nics[0].tap == "tap1"
     assert snapshot.files[str(b)].status == "conflict"
-    assert snapshot.files[str(b)].using_last_good
     assert problems(snapshot) == [("b.toml", "nic[0].tap")]
     assert snapshot.generation == before.generation
 
@@ -324,3 +329,27 @@ def test_symlinked_spec_is_read(conf: Path, tmp_path: Path) -> None:
     target = write(tmp_path, "shared-web.toml", guest())
     (conf / "web.toml").symlink_to(target)
     assert set(ConfDir(conf, euid=NOT_ROOT).scan().guests) == {"web"}
+
+
+def test_claims_held_outside_the_files_refuse_a_file_and_name_the_holder(conf: Path) -> None:
+    path = write(conf, "web.toml", guest("tap3"))
+    confdir = ConfDir(conf, euid=NOT_ROOT, claims={("tap", "tap3"): "db"})
+    snapshot = confdir.scan()
+    assert snapshot.guests == {}
+    assert status(snapshot, path) == "conflict"
+    [problem] = snapshot.problems
+    assert problem.key == "nic[0].tap" and "guest `db`" in problem.message
+
+
+def test_new_claims_are_settled_on_the_next_scan_without_reparsing(conf: Path) -> None:
+    write(conf, "web.toml", guest("tap3"))
+    confdir = ConfDir(conf, euid=NOT_ROOT)
+    assert set(confdir.scan().guests) == {"web"}
+    confdir.claims = {("tap", "tap3"): "web"}
+    assert set(confdir.scan().guests) == {"web"}
+    # Another guest now holds the tap: the file is refused, and nothing was read again.
+    confdir.claims = {("tap", "tap3"): "db"}
+    snapshot = confdir.scan()
+    assert confdir.parses == 1
+    assert snapshot.files[str(conf / "web.toml")].status == "conflict"
+    assert [p.key for p in snapshot.problems] == ["nic[0].tap"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+from reconciler.conflicts import Candidate, check_conflicts
 from reconciler.errors import ConflictError
-from reconciler.spec import Candidate, Disk, GuestSpec, Nic, check_conflicts
+from reconciler.spec import Disk, GuestSpec, Nic
 
 _unique = itertools.count()
 
@@ -125,3 +126,46 @@ def test_a_refused_file_claims_nothing() -> None:
     accepted, errors = check_conflicts([a, b, c], {})
     assert accepted == [a, c]
     assert refused(errors) == [("/c/b.toml", "nic[0].tap")]
+
+
+def test_a_console_on_the_other_end_of_another_guests_nmdm_pair_clashes() -> None:
+    a = cand("/c/a.toml", guest("a"), 1)  # nmdm: /dev/nmdm-a.1A, its peer /dev/nmdm-a.1B
+    b = cand("/c/b.toml", guest("b", console="/dev/nmdm-a.1B"), 2)
+    accepted, errors = check_conflicts([a, b], {})
+    assert accepted == [a]
+    assert refused(errors) == [("/c/b.toml", "console")]
+    assert "/dev/nmdm-a.1" in errors[0].message and "guest `a`" in errors[0].message
+
+
+def test_explicit_nmdm_consoles_clash_by_pair_whichever_end_they_name() -> None:
+    a = cand("/c/a.toml", guest("a", console="/dev/nmdm5B"), 1)
+    b = cand("/c/b.toml", guest("b", console="/dev/nmdm5A"), 2)
+    c = cand("/c/c.toml", guest("c", console="/dev/nmdm55A"), 3)
+    accepted, errors = check_conflicts([a, b, c], {})
+    assert accepted == [a, c]
+    assert refused(errors) == [("/c/b.toml", "console")]
+
+
+def test_a_claim_held_outside_the_files_refuses_another_guest_naming_the_holder() -> None:
+    web = cand("/c/web.toml", guest("web", taps=("tap3",)), 1)
+    accepted, errors = check_conflicts([web], {}, {("tap", "tap3"): "db"})
+    assert accepted == []
+    assert refused(errors) == [("/c/web.toml", "nic[0].tap")]
+    assert "guest `db`" in errors[0].message
+    assert isinstance(errors[0], ConflictError)
+
+
+def test_a_claim_held_outside_the_files_for_the_same_guest_is_its_own() -> None:
+    web = cand("/c/web.toml", guest("web", taps=("tap3",)), 1)
+    accepted, errors = check_conflicts([web], {"web": "/c/web.toml"}, {("tap", "tap3"): "web"})
+    assert (accepted, errors) == ([web], [])
+
+
+def test_a_claim_held_outside_beats_even_an_incumbent_and_frees_nothing_else() -> None:
+    a = cand("/c/a.toml", guest("a", taps=("tap1",)), 1)
+    b = cand("/c/b.toml", guest("b", taps=("tap2",)), 2)
+    accepted, errors = check_conflicts(
+        [a, b], {"a": "/c/a.toml", "b": "/c/b.toml"}, {("tap", "tap1"): "c"}
+    )
+    assert accepted == [b]
+    assert refused(errors) == [("/c/a.toml", "nic[0].tap")]

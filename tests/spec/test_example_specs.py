@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.spec import Candidate, check_conflicts, parse_guest_text
+from reconciler.conflicts import Candidate, check_conflicts
+from reconciler.guestfile import parse_guest_text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "conf.d"
 FILES = sorted(EXAMPLES.glob("*.toml"))

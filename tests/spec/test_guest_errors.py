@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.errors import SpecError
-from reconciler.spec import parse_guest_text
+from reconciler.guestfile import parse_guest_text
 
 FILE = "/conf.d/web.toml"
 DISK = '[[disk]]\npath = "/vm/a.img"\n'
@@ -230,13 +230,15 @@ def test_invalid_file_stem_is_fine_when_name_is_set() -> None:
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("cpus = 2\nmemory = \n" + DISK, "line 2"),
-        ("cpus = 2\ncpus = 3\n" + DISK, "line 2"),
-        ('cpus = 2\n[[disk]]\npath = "/vm/a.img', "line 3"),
-        ("[nic\n", "line 1"),
+        ("cpus = 2\nmemory = \n" + DISK, "line 2, column 10"),
+        ("cpus = 2\ncpus = 3\n" + DISK, "line 2, column 9"),
+        # At the end of the document: just after the last character of the last line.
+        ('cpus = 2\n[[disk]]\npath = "/vm/a.img', "line 3, column 18"),
+        ('cpus = 2\na = """\n\n', "line 2, column 8"),
+        ("[nic\n", "line 1, column 5"),
     ],
 )
-def test_syntax_error_gives_the_line(text: str, line: str) -> None:
+def test_syntax_error_gives_the_line_and_column(text: str, line: str) -> None:
     errors = errors_of(text)
     assert [e.key for e in errors] == [line]
     assert "(at line" not in errors[0].message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.guestfile import parse_guest, parse_guest_text
 from reconciler.spec import (
     DEFAULT_FIRMWARE,
     Disk,
@@ -11,8 +12,6 @@ from reconciler.spec import (
     Install,
     Nic,
     Uefi,
-    parse_guest,
-    parse_guest_text,
 )
 
 
@@ -189,9 +188,10 @@ emulation = "e1000"
 """,
         stem="ignored",
     )
-    assert (spec.name, spec.cpus, spec.memory, spec.state) == ("all", 8, "2G", "stopped")
-    assert (spec.order, spec.restart, spec.on_change) == (-3, "always", "next-boot")
-    assert spec.stop_timeout == 120.0
+    assert (spec.name, spec.cpus, spec.memory, spec.lifecycle.state) == ("all", 8, "2G", "stopped")
+    life = spec.lifecycle
+    assert (life.order, life.restart, life.on_change) == (-3, "always", "next-boot")
+    assert life.stop_timeout == 120.0
     assert spec.utc_clock and spec.ignore_msrs and not spec.wire_memory
     assert spec.passthru == ("2/0/0", "3/0/1")
     assert spec.wired
@@ -202,7 +202,7 @@ emulation = "e1000"
 
 def test_numeric_stop_timeout_is_seconds() -> None:
     spec = parse_ok('stop_timeout = 45\n[[disk]]\npath = "/vm/a.img"\n')
-    assert spec.stop_timeout == 45.0
+    assert spec.lifecycle.stop_timeout == 45.0
 
 
 def test_parse_guest_takes_already_parsed_tables() -> None:

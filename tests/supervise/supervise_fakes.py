@@ -8,13 +8,13 @@ powers off an ACPI guest, SIGKILL kills, --force-poweroff makes bhyve exit 1).
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import structlog
 
 from reconciler.policy import ExitStatus
-from reconciler.spec import GuestSpec
+from reconciler.spec import GuestSpec, Lifecycle
 from reconciler.supervise import BootPlan, BootRecord, GuestSupervisor
 
 
@@ -219,5 +219,10 @@ class Rig:
         return pid
 
 
-def guest(name: str = "vm1", **fields: Any) -> GuestSpec:
-    return GuestSpec(name=name, **fields)
+_LIFECYCLE = {f.name for f in fields(Lifecycle)}
+
+
+def guest(name: str = "vm1", **given: Any) -> GuestSpec:
+    """A spec; lifecycle settings (`restart=`, `state=`, ...) may be given flat."""
+    life = {k: given.pop(k) for k in list(given) if k in _LIFECYCLE}
+    return GuestSpec(name=name, lifecycle=Lifecycle(**life), **given)

@@ -1,0 +1,168 @@
+"""Every key of a guest file (`conf.d/NAME.toml`), declared once.
+
+`GUEST` is the description the parser, the serializer and the key reference all read: TOML
+type, allowed values, meaning and example here; defaults from the `spec` dataclasses; code
+rules from `guestrules`. Pure data.
+"""
+
+from __future__ import annotations
+
+from reconciler import guestrules as rules
+from reconciler.schema import (
+    Array,
+    Boolean,
+    Choice,
+    Duration,
+    HostPath,
+    Integer,
+    Key,
+    Size,
+    SubTable,
+    TableArray,
+    TableMap,
+    TableSpec,
+    Text,
+)
+from reconciler.spec import (
+    DISK_EMULATIONS,
+    LOADERS,
+    NIC_EMULATIONS,
+    ON_CHANGES,
+    RESTART_POLICIES,
+    STATES,
+    Disk,
+    Graphics,
+    Grub,
+    GuestSpec,
+    Install,
+    Lifecycle,
+    Nic,
+    Uefi,
+)
+from reconciler.units import format_size
+
+MAX_CPUS = 256
+# A stop longer than this is a typo, and 1e308 seconds would overflow every timer it reaches.
+MAX_STOP_TIMEOUT = 3600.0
+
+INSTALL = TableSpec(
+    model=Install,
+    keys=(
+        Key("iso", HostPath(), "install media, booted while the first disk has no boot sector",
+            example="/vm/iso/FreeBSD-14.0-RELEASE-amd64-disc1.iso",
+            required="missing: [install] needs the path of the install media"),
+        Key("force", Boolean(), "boot the install media even when the first disk can boot",
+            example=True),
+    ),
+)  # fmt: skip
+
+DISK = TableSpec(
+    model=Disk,
+    keys=(
+        Key("path", HostPath(), "an image file or a device; a missing file is created",
+            example="/vm/web/disk0.img"),
+        Key("zvol", Text(), "a ZFS volume `pool/dataset`, created when missing",
+            example="zroot/vm/web-disk0", rule=rules.zvol),
+        Key("size", Size(), "the size to create the image or volume with; never shrunk",
+            example="16G", rule=rules.size_bytes, dump=format_size),
+        Key("emulation", Choice(DISK_EMULATIONS), "the device the guest sees", example="nvme"),
+        Key("options", Array(), 'bhyve block options: "nocache", "direct", "ro", "nodelete", '
+            '"sectorsize=N[/M]"', example=["nocache", "sectorsize=512/4096"],
+            rule=rules.disk_options),
+    ),
+    one_of=(("path", "an image file or device"), ("zvol", "pool/dataset")),
+)  # fmt: skip
+
+NIC = TableSpec(
+    model=Nic,
+    keys=(
+        Key("tap", Text(), "the tap interface; unset: the reconciler allocates one",
+            example="tap0", rule=rules.tap),
+        Key("bridge", Text(), "the bridge the tap joins", example="bridge0",
+            rule=rules.interface),
+        Key("emulation", Choice(NIC_EMULATIONS), "the device the guest sees", example="e1000"),
+        Key("mac", Text(), "a fixed unicast MAC address; unset: bhyve derives one",
+            example="58:9c:fc:00:00:01", rule=rules.mac),
+    ),
+)  # fmt: skip
+
+UEFI = TableSpec(
+    model=Uefi,
+    keys=(
+        Key("firmware", HostPath(), "the UEFI firmware image",
+            example="/usr/local/share/uefi-firmware/BHYVE_UEFI_CSM.fd"),
+        Key("vars", Boolean(), "keep UEFI variables in a per-guest copy of the vars template",
+            example=True),
+    ),
+)  # fmt: skip
+
+GRAPHICS = TableSpec(
+    model=Graphics,
+    keys=(
+        Key("listen", Text(), 'the VNC address, "host:port"', example="0.0.0.0:5901",
+            rule=rules.listen),
+        Key("width", Integer(640, 3840), "framebuffer width in pixels", example=1280),
+        Key("height", Integer(480, 2160), "framebuffer height in pixels", example=720),
+        Key("wait", Boolean(), "hold the boot until a VNC client connects", example=True),
+        Key("tablet", Boolean(), "add a USB tablet so the mouse pointer follows", example=True),
+    ),
+)  # fmt: skip
+
+GRUB = TableSpec(
+    model=Grub,
+    keys=(
+        Key("root", Text(), "grub-bhyve's root device; unset: cd0 while installing, else "
+            "hd0,msdos1", example="hd0,msdos1", rule=rules.grub_root),
+        Key("config", Text(), "grub commands written to grub.cfg instead of the guest's own",
+            example="linux (hd0,msdos1)/vmlinuz root=/dev/sda1\nboot\n",
+            rule=rules.grub_config),
+    ),
+)  # fmt: skip
+
+LOADER_VARIABLE = Key(
+    "<name>", Text(), "a bhyveload -e variable", example="3", rule=rules.argv_text
+)
+
+GUEST = TableSpec(
+    model=GuestSpec,
+    groups=(("lifecycle", Lifecycle),),
+    keys=(
+        Key("name", Text(), "the guest's name (vm name, nmdm device, logs)", example="web",
+            rule=rules.guest_name, default_doc="the file name without .toml"),
+        Key("cpus", Integer(1, MAX_CPUS), "virtual CPUs", example=4),
+        Key("memory", Size(), "guest memory", example="2G", rule=rules.memory),
+        Key("state", Choice(STATES), "whether the guest should run", example="stopped",
+            field="lifecycle.state"),
+        Key("loader", Choice(LOADERS), "what loads the guest's kernel", example="uefi"),
+        Key("console", Text(), 'the serial console: "nmdm" (/dev/nmdm-NAME.1A) or a device',
+            example="/dev/nmdm0A", rule=rules.console),
+        Key("order", Integer(), "guests start by ascending order and stop in reverse",
+            example=10, field="lifecycle.order"),
+        Key("restart", Choice(RESTART_POLICIES), "what to do when the guest exits",
+            example="always", field="lifecycle.restart"),
+        Key("on_change", Choice(ON_CHANGES), "when an edit that changes what boots applies",
+            example="next-boot", field="lifecycle.on_change"),
+        Key("stop_timeout", Duration(MAX_STOP_TIMEOUT), "how long an ACPI shutdown may take "
+            "before a forced power-off", example="5m", field="lifecycle.stop_timeout",
+            default_doc="the daemon config's stop_timeout"),
+        Key("utc_clock", Boolean(), "the RTC keeps UTC, not local time", example=True),
+        Key("ignore_msrs", Boolean(), "ignore accesses to unknown MSRs (bhyve -w)", example=True),
+        Key("wire_memory", Boolean(), "wire guest memory (bhyve -S); passthru implies it",
+            example=True),
+        Key("passthru", Array(), 'PCI devices to pass through, "bus/slot/function"',
+            example=["2/0/0"], rule=rules.passthru),
+        Key("loader_env", TableMap(LOADER_VARIABLE, rules.loader_variable_name,
+            "autoboot_delay"), "bhyveload environment variables", only_with=("loader",
+            "bhyveload")),
+        Key("install", SubTable(INSTALL), "install media"),
+        Key("disk", TableArray(DISK), "the guest's disks, in PCI slot order", field="disks",
+            rule=rules.disks, required="a guest needs at least one [[disk]]"),
+        Key("nic", TableArray(NIC), "the guest's network interfaces", field="nics",
+            rule=rules.nics),
+        Key("uefi", SubTable(UEFI), "UEFI firmware", only_with=("loader", "uefi")),
+        Key("graphics", SubTable(GRAPHICS), "a framebuffer served over VNC",
+            only_with=("loader", "uefi")),
+        Key("grub", SubTable(GRUB), "grub-bhyve settings", only_with=("loader", "grub")),
+    ),
+    rule=rules.device_count,
+)  # fmt: skip
