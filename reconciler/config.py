@@ -16,6 +16,7 @@ from typing import Any
 from reconciler.errors import SpecError
 from reconciler.guestkeys import MAX_STOP_TIMEOUT
 from reconciler.schema import Array, Duration, HostPath, Key, SubTable, TableMap, TableSpec
+from reconciler.settings import Backoff, Timings
 from reconciler.tomlload import load_toml
 from reconciler.tomlreader import Entry, Reader, Section, build, read_table
 from reconciler.valuerules import IFNAME_RE, IFNAME_RULE, describe
@@ -23,6 +24,25 @@ from reconciler.valuerules import IFNAME_RE, IFNAME_RULE, describe
 DEFAULT_CONFIG_PATH = Path("/usr/local/etc/bhyve-reconciler.toml")
 # Longer than a day is a typo; far longer would overflow the daemon loop's wait.
 MAX_RESYNC_INTERVAL = 86400.0
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """`[timings]`: the waits an admin may tune (settings.Timings holds every timing)."""
+
+    crash_backoff: float = 1.0
+    crash_backoff_max: float = 300.0
+    stable_after: float = 600.0
+    kill_grace: float = 5.0
+    debounce: float = 0.02
+
+    def timings(self) -> Timings:
+        backoff = Backoff(
+            base=self.crash_backoff,
+            cap=max(self.crash_backoff, self.crash_backoff_max),
+            stable_after=self.stable_after,
+        )
+        return Timings(backoff=backoff, kill_grace=self.kill_grace, conf_quiet=self.debounce)
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,7 @@ class DaemonConfig:
     resync_interval: float = 30.0  # seconds
     # uplinks: bridge name -> members the config (not a guest) puts in it
     bridges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    timings: Tuning = field(default_factory=Tuning)
 
     def with_conf_dir(self, conf_dir: Path) -> DaemonConfig:
         return replace(self, conf_dir=conf_dir)
@@ -102,6 +123,23 @@ BRIDGE = TableSpec(
 )  # fmt: skip
 
 
+TIMINGS = TableSpec(
+    model=Tuning,
+    keys=(
+        Key("crash_backoff", Duration(MAX_STOP_TIMEOUT), "the wait before the first restart "
+            "after a crash; it doubles with each quick crash", example="2s"),
+        Key("crash_backoff_max", Duration(MAX_RESYNC_INTERVAL), "the longest wait between "
+            "restarts of a crash-looping guest", example="10m"),
+        Key("stable_after", Duration(MAX_RESYNC_INTERVAL), "how long a guest must run without "
+            "failing for its past crashes to be forgiven", example="30m"),
+        Key("kill_grace", Duration(MAX_STOP_TIMEOUT), "after a forced power-off, how long "
+            "before SIGKILL (and after SIGKILL, before the stop is given up)", example="10s"),
+        Key("debounce", Duration(60.0), "how long conf.d must be quiet after a change before "
+            "a pass (a burst of files becomes one pass)", example="100ms"),
+    ),
+)  # fmt: skip
+
+
 def _directory(name: str, meaning: str, example: str) -> Key:
     return Key(name, HostPath(relative=True), meaning, example=example, rule=_path, dump=str)
 
@@ -122,6 +160,8 @@ CONFIG = TableSpec(
         Key("bridges", TableMap(Key("<name>", SubTable(BRIDGE), "one bridge's uplinks"),
             _bridge_name, "bridge0"), "bridges and the interfaces the config puts in them",
             rule=_bridges),
+        Key("timings", SubTable(TIMINGS), "waits an admin may tune: crash backoff, kill "
+            "grace, conf.d debounce"),
     ),
 )  # fmt: skip
 

@@ -35,7 +35,7 @@ from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
-from reconciler.supervise import DEFAULT_TIMINGS, CommandRefused, GuestSupervisor
+from reconciler.supervise import CommandRefused, GuestSupervisor
 from reconciler.supervisors import Supervisors
 from reconciler.watch import ConfWatcher
 
@@ -74,14 +74,14 @@ class Daemon:
         host: FreeBSDHost,
         *,
         config_path: Path | None = None,
-        timings: Timings = DEFAULT_TIMINGS,
+        timings: Timings | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.host = host
         self.config_path = config_path
-        self.timings = timings
+        self.timings = timings or config.timings.timings()
         self.clock = clock
         self.wall_clock = wall_clock
         self.wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
@@ -215,7 +215,8 @@ class Daemon:
             vmm_dir=self.config.vmm_dir,
         )
         self._converger.config = self.config
-        self.supervisors.set_stop_timeout(self.config.stop_timeout)
+        self.timings = self.config.timings.timings()
+        self.supervisors.retime(self.config.stop_timeout, self.timings)
 
     def _operator(self, request: Request) -> None:
         sup = self.supervisors.get(request.guest or "")

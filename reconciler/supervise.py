@@ -205,7 +205,7 @@ class GuestSupervisor:
         self._clock = clock
         self._log = log
         self.stop_timeout = stop_timeout  # the config's; a spec's own stop_timeout wins
-        self._timings = timings
+        self.timings = timings  # the daemon's; a SIGHUP may replace them
         self._wall_offset = wall_offset
 
         self._spec = spec  # kept once its file is gone: its stop_timeout still applies
@@ -412,7 +412,7 @@ class GuestSupervisor:
         if word == "crash-loop":
             streak = int(count) if count.isdigit() else 1
             self._history = RestartHistory(streak)
-            delay = backoff_delay(max(streak - 1, 0), self._timings.backoff)
+            delay = backoff_delay(max(streak - 1, 0), self.timings.backoff)
             self._phase = Due(now + delay, crash=True)
         elif word in ("powered-off", "error"):
             self._phase = Off("powered-off" if word == "powered-off" else "error")
@@ -480,7 +480,7 @@ class GuestSupervisor:
         self._boots += 1
         self._booted_key = key
         self._phase = Live(shim_pid, None, now)
-        self._look_at = now + self._timings.starting_poll
+        self._look_at = now + self.timings.starting_poll
         if not reboot:
             self._running_since = now
         self._ops.watch(shim_pid)
@@ -521,7 +521,7 @@ class GuestSupervisor:
         more rarely (a thousand guests booting at once must not spin the daemon)."""
         phase = self._phase
         if isinstance(phase, Live) and phase.pid is None:
-            quick = self._timings.starting_poll
+            quick = self.timings.starting_poll
             self._look_at = now + min(max(quick, (now - phase.started_at) / 2), max(quick, 1.0))
 
     def _note_bhyve(self, rec: BootRecord, now: float) -> None:
@@ -575,7 +575,7 @@ class GuestSupervisor:
             running_since=running_since,
             now=now,
             clean=clean,
-            backoff=self._timings.backoff,
+            backoff=self.timings.backoff,
         )
         if delay <= 0:
             self._phase = Due(now)
@@ -602,7 +602,7 @@ class GuestSupervisor:
         assert isinstance(boot, Live)
         rec = self._ops.record()
         timeout = self._stop_timeout()
-        grace = self._timings.kill_grace
+        grace = self.timings.kill_grace
         if rec.bhyve_pid is not None and self._ops.alive(rec.bhyve_pid):
             self._phase = Stopping(boot, "acpi", now + timeout, timeout, then)
         else:
@@ -633,7 +633,7 @@ class GuestSupervisor:
         self._phase = stop = replace(stop, signalled=frozenset(signalled))
         if now < stop.deadline:
             return
-        grace = self._timings.kill_grace
+        grace = self.timings.kill_grace
         if stop.step == "acpi":
             self._log.warning(
                 "guest.forced_poweroff", guest=self.name, pid=bhyve, after=stop.timeout

@@ -138,10 +138,13 @@ class Supervisors:
         ):
             sup.shutdown()
 
-    def set_stop_timeout(self, seconds: float) -> None:
-        self.stop_timeout = seconds
+    def retime(self, stop_timeout: float, timings: Timings) -> None:
+        """A reloaded config: for stops, backoffs and graces that begin from now on."""
+        self.stop_timeout = stop_timeout
+        self._timings = timings
         for sup in self._by_name.values():
-            sup.stop_timeout = seconds
+            sup.stop_timeout = stop_timeout
+            sup.timings = timings
 
     def set_problems(self, errors: Mapping[str, str]) -> None:
         for name, sup in self._by_name.items():

@@ -115,3 +115,28 @@ def test_bad_keys_keep_their_defaults_and_good_keys_still_apply() -> None:
 def test_all_errors_at_once() -> None:
     found = keys('conf = "/x"\nstop_timeout = "-"\n[bridges.bridge0]\nmembers = ["IGB0"]\n')
     assert set(found) == {"conf", "stop_timeout", "bridges.bridge0.members[0]"}
+
+
+def test_timings_are_read_and_become_the_injected_timings() -> None:
+    text = (
+        '[timings]\ncrash_backoff = "50ms"\ncrash_backoff_max = "2s"\nstable_after = "1m"\n'
+        'kill_grace = "250ms"\ndebounce = "5ms"\n'
+    )
+    config, errors = parse_config(text, file="/etc/d.toml")
+    assert errors == []
+    timings = config.timings.timings()
+    assert (timings.backoff.base, timings.backoff.cap, timings.backoff.stable_after) == (
+        0.05,
+        2.0,
+        60.0,
+    )
+    assert (timings.kill_grace, timings.conf_quiet) == (0.25, 0.005)
+
+
+def test_timings_keys_are_checked_like_any_other() -> None:
+    _, errors = parse_config('[timings]\nkill_grase = "1s"\n', file="/etc/d.toml")
+    assert [(e.key, e.message) for e in errors] == [
+        ("timings.kill_grase", "unknown key; did you mean `kill_grace`?")
+    ]
+    _, errors = parse_config('[timings]\ncrash_backoff = "-1s"\n', file="/etc/d.toml")
+    assert [e.key for e in errors] == ["timings.crash_backoff"]

@@ -262,5 +262,7 @@ def test_requires_name_only_keys_of_earlier_actions_and_nothing_needs_an_unobser
         assert CreateZvol not in kinds
     starts = {a.name for a in plan.actions if isinstance(a, StartGuest)}
     assert not starts & plan.blocked.keys()
-    would_start = {n for n, g in desired.items() if g.lifecycle.state == "running" and n not in running}
+    would_start = {
+        n for n, g in desired.items() if g.lifecycle.state == "running" and n not in running
+    }
     assert starts | plan.blocked.keys() == would_start
