@@ -33,6 +33,7 @@ TOOLS = (
     "bhyveload",
     "grub-bhyve",
     "bhyve",
+    "makefs",
 )
 FIRMWARE = ("BHYVE_UEFI.fd", "BHYVE_UEFI_VARS.fd")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
@@ -103,9 +104,11 @@ class SimulatedHost(GuestControls):
 
     def _write_wrapper(self, tool: str) -> None:
         # -S: no site-packages to scan; -E: PYTHONDONTWRITEBYTECODE would otherwise make
-        # every tool run recompile the sim's modules.
+        # every tool run recompile the sim's modules. makefs alone needs site-packages, for
+        # pycdlib.
+        flags = "-E" if tool == "makefs" else "-SE"
         text = (
-            f"#!{sys.executable} -SE\n"
+            f"#!{sys.executable} {flags}\n"
             "import sys\n"
             f"sys.path.insert(0, {_PACKAGE_PARENT!r})\n"
             "from reconciler.sim.tools import main\n"

@@ -66,6 +66,11 @@ def _tool(name: str) -> Tool | None:
         from reconciler.sim import bhyve
 
         return bhyve.bhyve
+    if name == "makefs":
+        # Only this tool pays for pycdlib's import.
+        from reconciler.sim import makefs
+
+        return makefs.makefs
     return None
 
 
