@@ -83,7 +83,9 @@ UNLOGGED_ENV = "BHYVE_SIM_UNLOGGED"
 ROOT_ENV = "BHYVE_SIM_ROOT"
 FIRMWARE_DIR = "/usr/local/share/uefi-firmware"
 DEFAULT_RELEASE = "14.1-RELEASE"
-DEFAULT_PHYSMEM = 64 << 30
+# A large host by default, so scale runs (bench: 1000 guests of 512M) fit; a test that wants
+# memory pressure sets hw.physmem (setup(physmem=...), SimulatedHost.set_physmem).
+DEFAULT_PHYSMEM = 1 << 40
 
 # Always in the kernel the sim models (amd64 GENERIC).
 BASE_MODULES = (

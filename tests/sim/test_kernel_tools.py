@@ -134,7 +134,7 @@ TAP_OIDS = ("net.link.tap.up_on_open", "net.link.tap.devfs_cloning", "net.link.t
 
 def test_the_release_and_memory_are_sysctls(tmp_path: Path, tool: Run) -> None:
     assert tool("sysctl", "-n", "kern.osrelease").stdout == "14.1-RELEASE\n"
-    assert tool("sysctl", "-n", "hw.physmem").stdout == f"{64 << 30}\n"
+    assert tool("sysctl", "-n", "hw.physmem").stdout == f"{1 << 40}\n"
     other = SimulatedHost(tmp_path / "other").setup(release="13.4-RELEASE", physmem=8 << 30)
     assert other.sysctl("kern.osrelease") == "13.4-RELEASE"
     assert other.run(["sysctl", "-n", "hw.physmem"]).stdout == f"{8 << 30}\n"
