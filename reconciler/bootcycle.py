@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import NotReady, ReconcilerError
 from reconciler.guestboot import Ended, begin_stop, carry_out, destroy_vm, live_pid, look
 from reconciler.guestops import BootPlan, BootRecord, GuestOps, Logger
 from reconciler.guestphase import (
@@ -103,6 +103,13 @@ class BootCycle:
                 self._ops.destroy()  # stale: no bhyve of ours runs for it
             plan = self._prepare_boot(spec)
             shim_pid = self._ops.spawn(plan, spec)
+        except NotReady as exc:
+            # The host is not ready for it yet: no backoff, the next pass looks again.
+            if self._last_error != str(exc):
+                self._log.info("guest.waiting", guest=self.name, reason=str(exc))
+            self._last_error = str(exc)
+            self._phase = Due(now, reboot=reboot, waiting=True)
+            return
         except (ReconcilerError, OSError) as exc:
             self._last_error = str(exc)
             self._log.error("guest.boot_failed", guest=self.name, error=str(exc))

@@ -54,6 +54,10 @@ class GuestOps(Protocol):
 
     def record(self) -> BootRecord: ...
 
+    def booted(self) -> GuestSpec | None:
+        """The spec the live boot was started with, as `spawn` noted it; None if unknown."""
+        ...
+
     def trusted(self, rec: BootRecord) -> BootRecord:
         """`rec` with every pid that is not shown to be this guest's shim, loader or bhyve
         dropped (a stale record's pid may belong to an unrelated process now)."""

@@ -20,7 +20,15 @@ from reconciler.policy import ExitStatus
 from reconciler.status import GuestStatus
 
 State = Literal[
-    "running", "starting", "stopping", "stopped", "powered-off", "crash-loop", "held", "error"
+    "running",
+    "starting",
+    "waiting",
+    "stopping",
+    "stopped",
+    "powered-off",
+    "crash-loop",
+    "held",
+    "error",
 ]
 Desired = Literal["running", "stopped", "removed", "shutdown"]
 OffReason = Literal["stopped", "powered-off", "held", "error"]
@@ -38,6 +46,7 @@ class Due:
     at: float
     crash: bool = False  # the crash backoff is running (state crash-loop)
     reboot: bool = False  # the guest rebooted itself: its VM is kept for the loader
+    waiting: bool = False  # not ready (a disk not created yet): retried after each pass
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def state_of(phase: Phase) -> State:
     if isinstance(phase, Off):
         return phase.why
     if isinstance(phase, Due):
-        return "crash-loop" if phase.crash else "starting"
+        return "crash-loop" if phase.crash else "waiting" if phase.waiting else "starting"
     if isinstance(phase, Stopping):
         return "stopping"
     return "running" if phase.pid is not None else "starting"
@@ -155,7 +164,9 @@ def status_row(
         boots=boots,
         last_exit=None if last_exit is None else last_exit.shell_status,
         last_exit_meaning=None if last_exit is None else last_exit.meaning,
-        next_restart_at=round(phase.at + wall_offset, 3) if isinstance(phase, Due) else None,
+        next_restart_at=round(phase.at + wall_offset, 3)
+        if isinstance(phase, Due) and phase.crash
+        else None,
         last_error=last_error,
         file=file,
         spec_error=spec_error,

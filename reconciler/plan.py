@@ -118,6 +118,7 @@ class PlanContext:
     uplinks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     guests_dir: str = "/var/db/bhyve-reconciler/guests"
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
+    held: frozenset[str] = frozenset()  # guests an operator stopped and holds: not started
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def plan_actions(
     actions += [
         *stop_phase(stops, desired, ledger),
         *(s.action for s in vm_steps),
-        *start_phase(guests, ctx.running, blocked, [*steps, *vm_steps]),
+        *start_phase(guests, ctx.running | ctx.held, blocked, [*steps, *vm_steps]),
         *undo_phase(guests, facts.interfaces, ledger, ctx, taps, stops, moved),
     ]
     return Plan(actions=tuple(actions), taps=taps, blocked=blocked)

@@ -14,7 +14,7 @@ stopping it, destroying its VM) is `guestboot.py`'s.
 
 How the daemon drives it:
 
-    sup = GuestSupervisor(name, spec=accepted_spec_or_None, booted=spec_of_its_live_boot,
+    sup = GuestSupervisor(name, spec=accepted_spec_or_None,
                           ops=ShimGuestOps(...), prepare_boot=..., clock=time.monotonic,
                           log=..., timings=Timings(...), stop_timeout=config.stop_timeout)
     sup.poll()          # after each observation, on the boot's process events, at its deadline
@@ -86,7 +86,6 @@ class GuestSupervisor(BootCycle):
         log: Logger,
         stop_timeout: float,
         timings: Timings = DEFAULT_TIMINGS,
-        booted: GuestSpec | None = None,
         wall_offset: float = 0.0,
     ) -> None:
         self.name = name
@@ -112,7 +111,7 @@ class GuestSupervisor(BootCycle):
         self._last_error: str | None = None
         self._row: tuple[tuple[object, ...], GuestStatus] | None = None
         self._look_at = 0.0  # while the loader runs: when to look for bhyve's start again
-        self._adopt(clock(), booted)
+        self._adopt(clock())
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -222,7 +221,7 @@ class GuestSupervisor(BootCycle):
         if isinstance(phase, Stopping):
             return phase.deadline
         if isinstance(phase, Due):
-            return phase.at
+            return None if phase.waiting else phase.at
         if isinstance(phase, Live) and phase.pid is None:
             return self._look_at
         return None
@@ -250,12 +249,12 @@ class GuestSupervisor(BootCycle):
 
     # ---- what was found at construction --------------------------------------------------
 
-    def _adopt(self, now: float, booted: GuestSpec | None) -> None:
+    def _adopt(self, now: float) -> None:
         self._running_since = now
         found = find(self._ops)
         rec = found.rec
         if rec.exit is None and found.live:
-            self._adopt_live(rec, now, booted, found.live[0])
+            self._adopt_live(rec, now, found.live[0])
         elif rec.outcome in ("held", "stopped"):
             # A stop whose processes ended while no daemon ran: finish its bookkeeping.
             self._last_exit = rec.exit
@@ -266,12 +265,13 @@ class GuestSupervisor(BootCycle):
             # Ended while no daemon ran; without an exit line the shim itself was killed.
             self._ended(rec.exit or ExitStatus(code=None, signal=None), now, rec)
 
-    def _adopt_live(self, rec: BootRecord, now: float, booted: GuestSpec | None, pid: int) -> None:
+    def _adopt_live(self, rec: BootRecord, now: float, pid: int) -> None:
         started = now - (rec.bhyve_age or 0.0)
         self._phase = Live(rec.shim_pid, live_pid(self._ops, rec.bhyve_pid), started)
         self._running_since = started
         self._boots = 1
-        ran = booted or self._spec
+        # An edit made while no daemon ran is judged against what this boot was started with.
+        ran = self._ops.booted() or self._spec
         self._booted_key = ran.boot_key if ran is not None else None
         self._ops.watch(pid)
         self._log.info(
