@@ -35,7 +35,6 @@ from reconciler.host.freebsd import (
     OBSERVE_IFCONFIG,
     OBSERVE_KLDSTAT,
     OBSERVE_SYSCTL,
-    ApplyReport,
     FreeBSDHost,
 )
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
@@ -162,11 +161,10 @@ def drive(
     if pass_cpu is not None:
         reconcile = daemon.reconcile
 
-        def timed() -> ApplyReport | None:
+        def timed() -> None:
             start = time.process_time()
-            report = reconcile()
+            reconcile()
             pass_cpu.append(time.process_time() - start)
-            return report
 
         daemon.reconcile = timed  # type: ignore[method-assign]
     failure: list[BaseException] = []
@@ -348,7 +346,7 @@ def bench_idle(tmp: Path, n: int, window: float) -> list[Row]:
     def body(daemon: Daemon) -> None:
         def all_running() -> bool:
             return len(daemon.supervisors) == n and all(
-                s.state == "running" for s in daemon.supervisors.values()
+                s.state == "running" for s in daemon.supervisors
             )
 
         if not wait_until(all_running, 600, step=0.5):

@@ -23,7 +23,9 @@ from typing import Any
 import structlog
 
 from reconciler.actions import Action
+from reconciler.bhyve import BootCommands
 from reconciler.config import DaemonConfig
+from reconciler.errors import NotReady
 from reconciler.facts import HostFacts
 from reconciler.host.files import save_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
@@ -40,6 +42,7 @@ from reconciler.plan import (
     Taps,
     allocate_taps,
     guests_holding_taps,
+    next_boot,
     plan_actions,
     plan_context,
     state_files,
@@ -97,6 +100,7 @@ class Converger:
         self.ledger = ledger
         self._base = plan_context(config)
         self._last_plan: tuple[tuple[object, ...], Plan] | None = None
+        self._taps: Taps = {}  # the last pass's: boots between passes use them
 
     def observe_and_plan(
         self, desired: Mapping[str, GuestSpec], supervised: frozenset[str] | None
@@ -127,6 +131,7 @@ class Converger:
         running = ours | frozenset(foreign)
         ctx = replace(self._base, uplinks=self.config.bridges, running=running, held=held)
         plan = self._plan(desired, facts, ctx, taps)
+        self._taps = taps
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
         errors += [
@@ -170,6 +175,23 @@ class Converger:
             self._save(ledger, errors)
         errors += [f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error]
         return replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+
+    def prepare_boot(self, spec: GuestSpec) -> BootCommands:
+        """What the next boot of `spec` runs, from the last pass: its taps, and install mode
+        from its first disk. `NotReady` while the pass has not made what the reconciler creates
+        for it (its taps, its disks): it then waits for the next pass, with no backoff."""
+        taps = self._taps.get(spec.name)
+        if taps is None or len(taps) != len(spec.nics):
+            raise NotReady("waiting for a pass to set up its taps")
+        for disk in spec.disks:
+            if disk.size is not None and not self.host.host_path(disk.device).exists():
+                raise NotReady(f"waiting for its disk {disk.device} to be created")
+        return next_boot(
+            spec,
+            taps=taps,
+            ctx=plan_context(self.config),
+            first_disk_bootable=self.host.first_disk_bootable(spec),
+        )
 
     def _save(self, ledger: Ledger, errors: list[str]) -> bool:
         """Persist `ledger`; it is this pass's truth either way, and a failed write is retried

@@ -16,17 +16,16 @@ import queue
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from reconciler.bhyve import BootCommands
 from reconciler.config import DaemonConfig
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
-from reconciler.errors import DaemonError, NotReady, ReconcilerError, SpecErrors
+from reconciler.errors import ReconcilerError, SpecErrors
 from reconciler.host.files import (
     AcceptedStore,
     load_accepted,
@@ -36,41 +35,19 @@ from reconciler.host.files import (
 )
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
-from reconciler.plan import Taps, next_boot, plan_context
+from reconciler.ledger import Ledger
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
-from reconciler.supervise import CommandRefused, GuestSupervisor
+from reconciler.supervise import GuestSupervisor
 from reconciler.supervisors import Supervisors
-from reconciler.watch import ConfWatcher
+from reconciler.wake import ConfChanged, GuestEvent, OperatorRequest, SignalEvent, Wake
+from reconciler.watch import KeptWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
 FULL_SWEEP_EVERY = 10  # passes: with exit events, every guest is looked at this often anyway
-
-
-@dataclass(frozen=True)
-class ConfChanged:
-    names: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GuestEvent:
-    name: str
-
-
-@dataclass(frozen=True)
-class SignalEvent:
-    signum: int
-
-
-@dataclass(frozen=True)
-class OperatorRequest:
-    request: Request
-
-
-Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
 
 
 class Daemon:
@@ -99,16 +76,25 @@ class Daemon:
         self.started_at = wall_clock()
         self._wall_offset = wall_clock() - clock()
         self._converger = Converger(host, config, load_ledger(config.state_dir))
-        self._taps: Taps = {}  # the last pass's: boots between passes use them
         self._host_errors: tuple[str, ...] = ()
         self._stopping = False
         self._detach = False
         self._pass_due = True
         self._next_resync = 0.0
         self._status_writer = StatusWriter(config.run_dir)
-        self._watcher: ConfWatcher | None = None
+        self._watcher = KeptWatcher(
+            config.conf_dir,
+            lambda names: self.wake.put(ConfChanged(tuple(sorted(names)))),
+            quiet=self.timings.conf_quiet,
+            max_wait=self.timings.conf_max_wait,
+        )
         self._exits: ExitWatcher | None = None
         self.supervisors = self._make_supervisors()
+
+    @property
+    def ledger(self) -> Ledger:
+        """What the reconciler created, as of the last pass."""
+        return self._converger.ledger
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -124,7 +110,7 @@ class Daemon:
             private_dirs(self.config)
             lock.acquire()
             control.start()
-            self._keep_watching()
+            self._watcher.keep()
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
@@ -237,20 +223,10 @@ class Daemon:
         self.supervisors.retime(self.config.stop_timeout, self.timings)
 
     def _operator(self, request: Request) -> None:
-        sup = self.supervisors.get(request.guest or "")
-        if request.command not in ("start", "stop", "restart"):
-            request.reply(False, f"unknown command {request.command!r}")
-        elif sup is None:
-            request.reply(False, f"no guest named {request.guest!r}")
-        else:
-            try:
-                getattr(sup, request.command)()
-            except CommandRefused as exc:
-                request.reply(False, str(exc))
-                return
-            log.info("operator.command", command=request.command, guest=sup.name, state=sup.state)
+        ok, message = self.supervisors.command(request.command, request.guest)
+        if ok:
             self._write_status()
-            request.reply(True, f"{request.command}: {sup.name} is {sup.state}")
+        request.reply(ok, message)
 
     # -- the pass ------------------------------------------------------------------------------
 
@@ -261,7 +237,7 @@ class Daemon:
         self._next_resync = self.clock() + self.config.resync_interval
         self.passes += 1
         self.supervisors.new_round()
-        self._keep_watching()
+        self._watcher.keep()
         self.confdir.claims = self._converger.ledger.tap_claims()
         desired = self._scan()
         problems = self._accepted.keep(desired, lambda name: self.supervisors.get(name) is None)
@@ -272,7 +248,6 @@ class Daemon:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (*problems, f"observe: {exc}")
             return
-        self._taps = result.taps
         self._host_errors = (*problems, *result.errors)
         for fact, error in result.facts.unobserved.items():
             log.error("host.observe_failed", fact=fact, error=error)
@@ -290,29 +265,6 @@ class Daemon:
             self.supervisors.set_problems(file_errors(snapshot))
         return snapshot.guests
 
-    def _keep_watching(self) -> None:
-        """conf_dir removed, renamed or swapped (a symlink to a new checkout): watch anew. Until
-        it can be watched, the resync is the only way its changes are seen."""
-        if self._watcher is not None:
-            if self._watcher.is_alive():
-                return
-            self._watcher.stop()
-        try:
-            self._watcher = self._start_watcher()
-            log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
-        except DaemonError as exc:  # the dead watcher stays: the next pass tries again
-            log.error("watch.failed", conf_dir=str(self.config.conf_dir), error=str(exc))
-
-    def _start_watcher(self) -> ConfWatcher:
-        watcher = ConfWatcher(
-            self.config.conf_dir,
-            lambda names: self.wake.put(ConfChanged(tuple(sorted(names)))),
-            quiet=self.timings.conf_quiet,
-            max_wait=self.timings.conf_max_wait,
-        )
-        watcher.start()
-        return watcher
-
     def _make_supervisors(self) -> Supervisors:
         return Supervisors(
             self.host,
@@ -322,29 +274,12 @@ class Daemon:
             timings=self.timings,
             clock=self.clock,
             wall_offset=self._wall_offset,
-            prepare_boot=self.prepare_boot,
+            prepare_boot=self._converger.prepare_boot,
             exits=self._exits,
             wake=self._guest_event,
         )
 
     # -- boots -----------------------------------------------------------------------------
-
-    def prepare_boot(self, spec: GuestSpec) -> BootCommands:
-        """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
-        its first disk. `NotReady` while the pass has not made what the reconciler creates for
-        it (its taps, its disks): it then waits for the next pass, with no backoff."""
-        taps = self._taps.get(spec.name)
-        if taps is None or len(taps) != len(spec.nics):
-            raise NotReady("waiting for a pass to set up its taps")
-        for disk in spec.disks:
-            if disk.size is not None and not self.host.host_path(disk.device).exists():
-                raise NotReady(f"waiting for its disk {disk.device} to be created")
-        return next_boot(
-            spec,
-            taps=taps,
-            ctx=plan_context(self.config),
-            first_disk_bootable=self.host.first_disk_bootable(spec),
-        )
 
     # -- status and checks ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from reconciler.processes import ProcessTable
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
-from reconciler.supervise import GuestSupervisor
+from reconciler.supervise import CommandRefused, GuestSupervisor
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -145,6 +145,20 @@ class Supervisors:
         for sup in self._by_name.values():
             sup.stop_timeout = stop_timeout
             sup.timings = timings
+
+    def command(self, command: str, guest: str | None) -> tuple[bool, str]:
+        """An operator's start, stop or restart; whether it was taken, and what to tell."""
+        sup = self._by_name.get(guest or "")
+        if command not in ("start", "stop", "restart"):
+            return False, f"unknown command {command!r}"
+        if sup is None:
+            return False, f"no guest named {guest!r}"
+        try:
+            getattr(sup, command)()
+        except CommandRefused as exc:
+            return False, str(exc)
+        log.info("operator.command", command=command, guest=sup.name, state=sup.state)
+        return True, f"{command}: {sup.name} is {sup.state}"
 
     def set_problems(self, errors: Mapping[str, str]) -> None:
         for name, sup in self._by_name.items():
