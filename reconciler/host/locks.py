@@ -187,6 +187,8 @@ class SharedLocks:
         self._waiting: dict[str, str] = {}  # guest -> the lock path it waits for
         self._count = 0
         self._next_check: float | None = None
+        self._here: Mapping[str, GuestSpec] | None = None
+        self._shared: dict[str, str] = {}  # guest -> lock path, of `_here`'s shared guests
 
     @property
     def held(self) -> Mapping[str, str]:
@@ -205,12 +207,16 @@ class SharedLocks:
         refreshed) whatever its file says, and released only once it stopped."""
         self._me, self._interval = me, interval
         self._tag = f"{me}.{os.getpid()}"
+        if here is not self._here:
+            # Looked for once per new set of specs: a pass with no shared guest costs nothing.
+            self._here = here
+            self._shared = {n: p for n, g in here.items() if (p := lock_path(g)) is not None}
+        if not self._shared and not self._held and not self._waiting:
+            return here, MappingProxyType({})
         wanted = {
             name: path
-            for name, spec in here.items()
-            if spec.lifecycle.shared_storage
-            and (spec.lifecycle.state == "running" or name in keep)
-            and (path := lock_path(spec)) is not None
+            for name, path in self._shared.items()
+            if here[name].lifecycle.state == "running" or name in keep
         }
         wanted |= {n: p for n, p in self._held.items() if n in keep and n not in wanted}
         waiting: dict[str, Waiting] = {}
