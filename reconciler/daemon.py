@@ -27,14 +27,18 @@ from reconciler.config import DaemonConfig
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
 from reconciler.errors import DaemonError, ReconcilerError, SpecErrors
+from reconciler.fleet import FleetRows
+from reconciler.host.exporter import MetricsExporter, start_exporter
 from reconciler.host.files import check_daemon_dirs, load_ledger, read_config
 from reconciler.host.freebsd import FreeBSDHost
+from reconciler.host.locks import SharedLocks
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
+from reconciler.metrics import DaemonMetrics, Sources
 from reconciler.plan import Taps, next_boot, plan_context
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
-from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
+from reconciler.status import DaemonStatus, GuestStatus, StatusWriter, file_errors, problem_lines
 from reconciler.supervise import CommandRefused, GuestSupervisor
 from reconciler.supervisors import Supervisors
 from reconciler.watch import ConfWatcher
@@ -90,7 +94,15 @@ class Daemon:
         self.passes = 0
         self.started_at = wall_clock()
         self._wall_offset = wall_clock() - clock()
-        self._converger = Converger(host, config, load_ledger(config.state_dir))
+        self.locks = SharedLocks(
+            host_path=host.host_path, clock=clock, wall_clock=wall_clock, take=True
+        )
+        self._converger = Converger(host, config, load_ledger(config.state_dir), self.locks)
+        self._fleet_rows = FleetRows()
+        self._others: tuple[GuestStatus, ...] = ()  # placed elsewhere, or waiting for a lock
+        self._file_errors: Mapping[str, str] = {}
+        self._published: DaemonStatus | None = None
+        self.metrics = self._make_metrics()
         self._taps: Taps = {}  # the last pass's: boots between passes use them
         self._host_errors: tuple[str, ...] = ()
         self._stopping = False
@@ -111,10 +123,12 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         }
         lock = DaemonLock(self.config.run_dir)
+        exporter: MetricsExporter | None = None
         control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
         try:
             check_daemon_dirs(self.config)
             lock.acquire()
+            exporter = start_exporter(self.metrics, self.config)
             control.start()
             self._watcher = self._start_watcher()
             self._exits = exit_watcher(self._guest_event)
@@ -131,6 +145,8 @@ class Daemon:
                 if part is not None:
                     part.stop()
             control.stop()
+            if exporter is not None:
+                exporter.stop()
             lock.release()
         log.info("daemon.exited", detached=self._detach)
         return 0
@@ -138,6 +154,8 @@ class Daemon:
     def _loop(self) -> None:
         while True:
             if self._detach or (self._stopping and self.supervisors.settled):
+                if not self._detach:
+                    self.locks.release_all()  # every guest stopped: another host may boot them
                 self._write_status()
                 return
             now = self.clock()
@@ -153,6 +171,9 @@ class Daemon:
             for item in items:
                 self._handle(item)
             self._pass_due |= self.supervisors.poll(named)
+            check = self.locks.next_check()
+            if check is not None and self.clock() >= check:
+                self._pass_due |= self.locks.check_waiting()
             self._write_status()
 
     def _next_wake(self, now: float) -> float:
@@ -160,6 +181,9 @@ class Daemon:
         if not self._stopping:
             deadlines.append(self._next_resync)
         deadlines += self.supervisors.deadlines()
+        check = self.locks.next_check()
+        if check is not None and not self._stopping:
+            deadlines.append(check)
         return min(deadlines)
 
     def _handle(self, item: Wake) -> None:
@@ -240,7 +264,8 @@ class Daemon:
         """One pass: specs, host facts, host actions, then every supervisor's accepted spec.
         The loop runs it; a test may run it directly on an in-process daemon."""
         self._pass_due = False
-        self._next_resync = self.clock() + self.config.resync_interval
+        started = self.clock()
+        self._next_resync = started + self.config.resync_interval
         self.passes += 1
         self.supervisors.new_round()
         self._keep_watching()
@@ -251,15 +276,27 @@ class Daemon:
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (f"observe: {exc}",)
+            if self.metrics is not None:
+                self.metrics.pass_done(self.clock() - started, (), unobserved=1)
             return
         self._taps = result.taps
         self._host_errors = result.errors
         for fact, error in result.facts.unobserved.items():
             log.error("host.observe_failed", fact=fact, error=error)
-        self.supervisors.hand(desired, result.blocked | frozenset(result.foreign))
+        self.supervisors.hand(result.desired, result.blocked | frozenset(result.foreign))
+        self._others = self._fleet_rows.rows(
+            desired,
+            result.elsewhere,
+            result.waiting,
+            supervised=lambda name: self.supervisors.get(name) is not None,
+            errors=self._file_errors,
+        )
         full = self._exits is None or self.passes % FULL_SWEEP_EVERY == 1  # the first, too
         self._pass_due |= self.supervisors.poll(None if full else self.supervisors.unsteady())
         self._write_status()
+        if self.metrics is not None:
+            outcomes = ((type(o.action).__name__, o.status) for o in result.outcomes)
+            self.metrics.pass_done(self.clock() - started, outcomes, len(result.facts.unobserved))
 
     def _scan(self) -> Mapping[str, GuestSpec]:
         previous, self.snapshot = self.snapshot, self.confdir.scan()
@@ -267,7 +304,8 @@ class Daemon:
         if snapshot is not previous:
             for p in snapshot.errors:
                 log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
-            self.supervisors.set_problems(file_errors(snapshot))
+            self._file_errors = file_errors(snapshot)
+            self.supervisors.set_problems(self._file_errors)
         return snapshot.guests
 
     def _keep_watching(self) -> None:
@@ -325,11 +363,31 @@ class Daemon:
             started_at=self.started_at,
             updated_at=self.wall_clock(),
             passes=self.passes,
-            guests=self.supervisors.rows(),
+            guests=self.supervisors.rows() + self._others,
             problems=problem_lines(self.snapshot.problems if self.snapshot else ()),
             host_errors=self._host_errors,
         )
         try:
             self._status_writer.write_if_changed(status)
+            # Metrics (read from another thread) show what status.json shows, to the moment.
+            self._published = self._status_writer.last
         except OSError as exc:  # a full run_dir: report, keep supervising, try again later
+            self._published = status
             log.error("status.write_failed", file=str(self._status_writer.path), error=str(exc))
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _make_metrics(self) -> DaemonMetrics | None:
+        if self.config.metrics_listen is None and self.config.metrics_file is None:
+            return None
+        return DaemonMetrics(
+            Sources(
+                status=lambda: self._published,
+                files=lambda: (
+                    (f.status for f in self.snapshot.files.values()) if self.snapshot else ()
+                ),
+                watching=lambda: self._watcher is not None and self._watcher.is_alive(),
+                host_name=lambda: self._converger.host_name,
+                clock=self.wall_clock,
+            )
+        )

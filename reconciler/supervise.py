@@ -60,6 +60,7 @@ from reconciler.policy import ExitStatus, RestartHistory, backoff_delay, decide,
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
+from reconciler.units import parse_size
 
 State = Literal[
     "running", "starting", "stopping", "stopped", "powered-off", "crash-loop", "held", "error"
@@ -70,6 +71,9 @@ StopPhase = Literal["acpi", "loader", "poweroff", "kill"]
 AfterStop = Literal["stopped", "held", "boot"]
 
 DEFAULT_TIMINGS = Timings()
+# Restarts by reason (status, metrics): the policy's decision after an exit, or the operator's.
+RESTART_REASONS = ("reboot", "crash", "poweroff", "operator")
+_RESTART_OF = {"reboot": "reboot", "backoff": "crash", "boot": "poweroff"}
 LIVE_STATES: frozenset[State] = frozenset({"running", "starting", "stopping"})
 
 
@@ -220,6 +224,7 @@ class GuestSupervisor:
         self._history = RestartHistory()
         self._last_exit: ExitStatus | None = None
         self._last_error: str | None = None
+        self._restarts = dict.fromkeys(RESTART_REASONS, 0)
         self._row: tuple[tuple[object, ...], GuestStatus] | None = None
         self._look_at = 0.0  # while the loader runs: when to look for bhyve's start again
         self._adopt(clock(), booted)
@@ -269,6 +274,7 @@ class GuestSupervisor:
     def restart(self) -> None:
         """Operator `restart`: graceful stop, then boot; boots at once a guest that is off."""
         self._refuse_unless_wanted("restart")
+        self._restarts["operator"] += 1
         now = self._clock()
         phase = self._phase
         if isinstance(phase, Live):
@@ -341,13 +347,14 @@ class GuestSupervisor:
         """This guest's status row; the same object while nothing in it changed."""
         key = (
             self._phase, self._desired, self._boots, self._last_exit, self._last_error,
-            self._spec, self.file_problem,
+            self._spec, self.file_problem, *self._restarts.values(),
         )  # fmt: skip
         if self._row is not None and self._row[0] == key:
             return self._row[1]
         phase = self._phase
         live = phase if isinstance(phase, Live) else None
         exit = self._last_exit
+        spec = self._spec
         row = GuestStatus(
             name=self.name,
             state=_state_of(phase),
@@ -359,8 +366,11 @@ class GuestSupervisor:
             last_exit_meaning=None if exit is None else exit.meaning,
             next_restart_at=self._wall(phase.at) if isinstance(phase, Due) else None,
             last_error=self._last_error,
-            file=self._spec.source if self._spec is not None else None,
+            file=spec.source if spec is not None else None,
             spec_error=self.file_problem,
+            cpus=spec.cpus if spec is not None else None,
+            memory_bytes=parse_size(spec.memory) if spec is not None else None,
+            restarts=dict(self._restarts),
         )
         self._row = (key, row)
         return row
@@ -555,6 +565,8 @@ class GuestSupervisor:
             self._finish_stop(now, "stopped")
             return
         decision = decide(exit, self._spec.lifecycle.restart)
+        if decision.action in _RESTART_OF:
+            self._restarts[_RESTART_OF[decision.action]] += 1
         if decision.destroy:
             self._destroy_vm("exited")
         if decision.failed:
