@@ -162,6 +162,10 @@ class Daemon:
             if not self._stopping and (self._pass_due or now >= self._next_resync):
                 self.reconcile()
                 continue
+            if self._stopping and now >= self._next_resync:
+                # No passes while the guests stop, but their locks must not go stale meanwhile.
+                self._next_resync = now + self.config.resync_interval
+                self.locks.refresh_held()
             items: list[Wake] = []
             with contextlib.suppress(queue.Empty):
                 items.append(self.wake.get(timeout=max(0.0, self._next_wake(now) - now)))
@@ -178,7 +182,7 @@ class Daemon:
 
     def _next_wake(self, now: float) -> float:
         deadlines = [now + self.timings.max_sleep]
-        if not self._stopping:
+        if not self._stopping or self.locks.held:
             deadlines.append(self._next_resync)
         deadlines += self.supervisors.deadlines()
         check = self.locks.next_check()

@@ -249,6 +249,11 @@ class SharedLocks:
         self._seen.pop(path, None)
         log.info("lock.released", guest=name, lock=path, found=removal)
 
+    def refresh_held(self) -> None:
+        """Rewrite every lock this host holds, between passes (while the daemon stops)."""
+        for name, path in sorted(self._held.items()):
+            self._settle(name, path)
+
     def release_all(self) -> None:
         for name in sorted(self._held):
             self.release(name)

@@ -144,3 +144,27 @@ def test_a_standby_boots_the_guest_when_the_active_host_stops(
     assert watch.both == []
     assert holder(nfs) == "hv2"
     assert hv1.events("lock.released", guest="web")
+
+
+def test_a_stopping_daemon_keeps_its_locks_fresh_until_its_guests_are_down(
+    fleet: tuple[FleetHost, FleetHost, Path],
+) -> None:
+    hv1, hv2, _nfs = fleet
+    for host in (hv1, hv2):
+        # The stop outlasts the stale period (4 x 0.3 s) several times over.
+        host.configure(placement="any", resync="0.3s", stop_timeout="3s")
+        host.put("web", fleet_guest("web", shared=True))
+    hv1.sim.set_acpi("web", False)
+    active = hv1.start()
+    hv1.wait_running("web")
+    hv2.start()
+    wait_for(lambda: waiting_row(hv2, "waiting for hv1 to release"), "hv2 to stand by")
+    watch = OverlapWatch("web", hv1, hv2)
+
+    assert hv1.stop_daemon(active) == 0
+
+    hv2.wait_running("web")
+    watch.stop()
+    assert watch.both == []
+    assert hv1.events("guest.forced_poweroff", guest="web")
+    assert hv2.events("lock.taken_over") == []
