@@ -2,8 +2,9 @@
 
 Edge code over `metrics.py`'s registry. `metrics_listen` starts prometheus_client's HTTP server
 in a thread of its own; `metrics_file` is rewritten (atomically, through a temporary name that
-node_exporter's textfile collector ignores: it reads only `*.prom`) every `metrics_interval` by
-a second thread, and once more when the daemon exits. Both threads only read what the daemon
+node_exporter's textfile collector ignores: it reads only `*.prom`) by a second thread, at most
+every `metrics_interval` and only when the daemon's status changed, and once more when the
+daemon exits. Both threads only read what the daemon
 published; neither decides anything, and a failed write is logged and tried again.
 
 The FreeBSD port of node_exporter reads `node_exporter_textfile_dir` (rc.conf; default
@@ -93,8 +94,14 @@ class MetricsExporter:
         return True
 
     def _write_loop(self) -> None:
+        """Every interval, if the status changed since the last write: building the exposition
+        of a thousand guests costs a tenth of a second, which an idle daemon should not pay
+        every few seconds for nothing."""
+        written: object = None
         while not self._stop.is_set():
-            self.write_file()
+            status = self.metrics.sources.status()
+            if status is None or status is not written:
+                written = status if self.write_file() else None
             self._stop.wait(self._interval)
 
 
