@@ -9,6 +9,9 @@ ledger's rules `ledger.py`'s. What it adds is order and safety:
   any VM some other bhyve runs (vmrun.sh, another manager) — found from the same listing, NIC
   or not, and only when a VM is not accounted for. Such a guest is never booted a second time
   and its VM is never destroyed as stale.
+- Placement and shared-storage locks come first, in one place for all three: only the guests
+  placed on this host whose lock (if any) this host may hold are the pass's desired guests; the
+  others are reported (`elsewhere`, `waiting`) and planned as if their files were absent.
 - The ledger is written ahead: what the pass is about to create is recorded (durably) before
   it is created, and taken back when the action did not create it. A crash between the two
   leaks nothing; a full disk that refuses the write-ahead skips this pass's creations instead.
@@ -16,6 +19,8 @@ ledger's rules `ledger.py`'s. What it adds is order and safety:
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +40,9 @@ from reconciler.host.guests import (
     list_processes,
     recorded_guests,
 )
+from reconciler.host.locks import SharedLocks
 from reconciler.ledger import Ledger
+from reconciler.placement import Placed, place, short_host_name
 from reconciler.plan import (
     Plan,
     PlanContext,
@@ -48,6 +55,7 @@ from reconciler.plan import (
     state_files,
 )
 from reconciler.processes import ProcessTable
+from reconciler.sharedlock import Waiting
 from reconciler.spec import GuestSpec
 
 log = structlog.get_logger("reconciler.converge")
@@ -65,6 +73,9 @@ class PassResult:
     outcomes: tuple[Outcome, ...] = ()
     errors: tuple[str, ...] = ()  # for status and the log: unobserved facts, failed actions,
     # waiting and foreign guests
+    desired: Mapping[str, GuestSpec] = field(default_factory=dict)  # this host's, this pass
+    elsewhere: Mapping[str, str | None] = field(default_factory=dict)  # guest -> its host
+    waiting: Mapping[str, Waiting] = field(default_factory=dict)  # placed here, lock elsewhere
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -94,19 +105,45 @@ class PassResult:
 class Converger:
     """Holds what passes share: the driver, the config, the ledger and the last plan."""
 
-    def __init__(self, host: FreeBSDHost, config: DaemonConfig, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        host: FreeBSDHost,
+        config: DaemonConfig,
+        ledger: Ledger,
+        locks: SharedLocks | None = None,
+    ) -> None:
         self.host = host
         self.config = config
         self.ledger = ledger
+        # Without the daemon's keeper (plan, apply): look at shared-storage locks, never write.
+        self.locks = locks or SharedLocks(
+            host_path=host.host_path, clock=time.monotonic, wall_clock=time.time, take=False
+        )
         self._base = plan_context(config)
         self._last_plan: tuple[tuple[object, ...], Plan] | None = None
         self._taps: Taps = {}  # the last pass's: boots between passes use them
+        self._last_placed: tuple[tuple[object, ...], Placed] | None = None
+
+    @property
+    def host_name(self) -> str:
+        """This host's name in guest files and locks: the config's, or `hostname -s`."""
+        return self.config.host_name or short_host_name(socket.gethostname())
 
     def observe_and_plan(
-        self, desired: Mapping[str, GuestSpec], supervised: frozenset[str] | None
+        self, specs: Mapping[str, GuestSpec], supervised: frozenset[str] | None
     ) -> PassResult:
-        """Observe and plan, changing nothing. `supervised`: the guests this process runs, or
-        None for a command that runs none (their liveness then comes from boot records)."""
+        """Observe and plan, changing nothing on the host. `supervised`: the guests this process
+        runs, or None for a command that runs none (their liveness then comes from boot
+        records). `specs` are every accepted guest file; the pass's own are those placed here
+        whose shared-storage lock this host may hold (a daemon's keeper takes and refreshes
+        locks here, before anything is planned for their guests)."""
+        placed = self._place(specs)
+        desired, waiting = self.locks.admit(
+            placed.here,
+            supervised or frozenset(),
+            me=self.host_name,
+            interval=self.config.resync_interval,
+        )
         known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
         facts = self.host.observe(
             desired,
@@ -139,17 +176,30 @@ class Converger:
             "stop it there and the reconciler takes over"
             for name, pid in sorted(foreign.items())
         ]
-        return PassResult(facts, plan, running, foreign, held, errors=tuple(errors))
+        return PassResult(
+            facts,
+            plan,
+            running,
+            foreign,
+            held,
+            errors=tuple(errors),
+            desired=desired,
+            elsewhere=placed.elsewhere,
+            waiting=waiting,
+        )
 
     def converge(
         self,
-        desired: Mapping[str, GuestSpec],
+        specs: Mapping[str, GuestSpec],
         supervised: frozenset[str] | None,
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> PassResult:
         """One whole pass: observe, plan, apply the host actions, settle the ledger. Guest
         starts and stops come back pending: they belong to the supervisors."""
-        seen = self.observe_and_plan(desired, supervised)
+        seen = self.observe_and_plan(specs, supervised)
+        for fact, error in seen.facts.unobserved.items():
+            log.error("host.observe_failed", fact=fact, error=error)
+        desired = seen.desired
         before = self.ledger
         claims = [a for a in seen.actions if a.creates and before.after(a) != before]
         ahead = before
@@ -224,6 +274,16 @@ class Converger:
             elif rec.outcome == "held":
                 held.add(name)
         return frozenset(live), frozenset(held)
+
+    def _place(self, specs: Mapping[str, GuestSpec]) -> Placed:
+        """`place` is pure: a pass whose files and config did not change reuses its split."""
+        key = (specs, self.host_name, self.config.placement)
+        last = self._last_placed
+        if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        placed = place(specs, key[1], self.config.placement)
+        self._last_placed = (key, placed)
+        return placed
 
     def _plan(
         self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext, taps: Taps

@@ -131,11 +131,15 @@ class Supervisors:
     def unsteady(self) -> set[str]:
         return {n for n, s in self._by_name.items() if not s.steady}
 
-    def shutdown(self, order_of: Callable[[GuestSupervisor], int]) -> None:
-        """Every guest stops gracefully, signalled in reverse `order`, stopping in parallel."""
-        for sup in sorted(
-            self._by_name.values(), key=lambda s: (order_of(s), s.name), reverse=True
-        ):
+    def shutdown(self, orders: Mapping[str, int]) -> None:
+        """Every guest stops gracefully, signalled in reverse `order` (its spec's, or for a
+        guest whose file is gone the one the ledger kept), stopping in parallel."""
+
+        def order_of(sup: GuestSupervisor) -> tuple[int, str]:
+            spec = sup.spec
+            return (spec.lifecycle.order if spec else orders.get(sup.name, 0), sup.name)
+
+        for sup in sorted(self._by_name.values(), key=order_of, reverse=True):
             sup.shutdown()
 
     def retime(self, stop_timeout: float, timings: Timings) -> None:
