@@ -40,6 +40,7 @@ def create_file(path: Path, text: str, mode: int = SPEC_MODE) -> bool:
     """Write `text` as the new file `path`; False (and nothing written) if `path` exists.
     Raises OSError when the directory cannot take it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp.unlink(missing_ok=True)  # left by a crashed run with this pid: ours to replace
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
@@ -50,7 +51,7 @@ def create_file(path: Path, text: str, mode: int = SPEC_MODE) -> bool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.link(tmp, path)
+        os.link(tmp, path)  # EEXIST if a spec has that name: it is never replaced
     except FileExistsError:
         return False
     finally:

@@ -63,10 +63,12 @@ class Draft:
         return self.conf.yesno(key, default)
 
     def carry(self, *keys: str) -> None:
-        """The keys present in the file are carried over into the spec."""
+        """The keys present in the file, and not refused, are carried over into the spec."""
+        refused = {note.key for note in self.refused}
         for key in keys:
             self.seen.add(key)
-            if self.conf.setting(key) is not None and key not in self.carried:
+            present = self.conf.setting(key) is not None
+            if present and key not in self.carried and key not in refused:
                 self.carried.append(key)
 
     def drop(self, key: str, reason: str) -> None:

@@ -67,6 +67,7 @@ def test_every_config_sample_key_is_accounted_for() -> None:
 
     assert guest.spec is None
     assert accounted(guest, conf.keys()) == set(conf.keys())
+    assert not set(guest.carried) & {n.key for n in guest.refused}
     assert {n.key for n in guest.refused} == {
         "hostbridge",  # amd
         "comports",  # com1 com2

@@ -4,12 +4,14 @@ lines `commands NAME` prints; a tap only when asked; nothing that clashes with c
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from e2e_helpers import Rig
 
+from reconciler.cli.specfiles import create_file
 from reconciler.guestfile import parse_guest_text
 from reconciler.spec import LOADERS
 from reconciler.specdir import ConfDir
@@ -102,3 +104,16 @@ def test_wrong_options_are_refused_by_key(rig: Rig) -> None:
         'bhyve-reconciler: install.iso: "x.iso" must be an absolute path',
     ]
     assert list(rig.conf_dir.iterdir()) == []
+
+
+def test_a_file_is_created_whole_with_its_mode_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    old_umask = os.umask(0o077)
+    try:
+        assert create_file(path, "a = 1\n") is True
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # whatever the umask says
+    assert create_file(path, "b = 2\n") is False
+    assert path.read_text() == "a = 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.toml"]  # no temporary left
