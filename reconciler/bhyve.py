@@ -1,6 +1,7 @@
 """Exact command lines for one boot of a guest: the loader (bhyveload or grub-bhyve, none for
-UEFI), the files the loader reads, and bhyve itself, laid out as FreeBSD 14's vmrun.sh does, plus
-vmrun.sh's rule for when the install media boots.
+UEFI), the files the loader reads, and bhyve itself, laid out as FreeBSD 14's vmrun.sh does (or,
+with `layout = "vm-bhyve"`, as `bhyve_layout` lays them out), plus vmrun.sh's rule for when the
+install media boots.
 
 Pure: it turns a `GuestSpec` and facts the caller already gathered (tap names, the first disk's
 leading bytes, the guest's state directory) into argv tuples and file contents. It never runs,
@@ -13,6 +14,7 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reconciler import bhyve_layout
 from reconciler.errors import SpecError
 from reconciler.spec import GuestSpec
 
@@ -144,6 +146,11 @@ def boot_commands(
     if guest.loader == "uefi" and guest.uefi.vars and uefi_vars is None:
         raise ValueError(f"{guest.name}: [uefi] vars is set but no vars file was given")
 
+    if guest.layout == "vm-bhyve":
+        laid_out = bhyve_layout.vm_bhyve_commands(
+            guest, taps=taps, install=install, guest_dir=guest_dir, uefi_vars=uefi_vars
+        )
+        return BootCommands(*laid_out, install=install)
     files: tuple[tuple[str, str], ...] = ()
     loader: tuple[str, ...] | None
     if guest.loader == "bhyveload":
@@ -230,7 +237,9 @@ def _grub_bhyve(
 def _bhyve_argv(
     guest: GuestSpec, *, taps: Sequence[str], install: bool, uefi_vars: str | None
 ) -> tuple[str, ...]:
-    argv = ["bhyve", "-c", str(guest.cpus), "-m", guest.memory, "-H", "-A", "-P"]
+    argv = ["bhyve", "-c", guest.cpu_argument, "-m", guest.memory, "-H", "-A", "-P"]
+    if guest.uuid is not None:
+        argv += ["-U", guest.uuid]
     if guest.utc_clock:
         argv.append("-u")
     if guest.ignore_msrs:
@@ -244,7 +253,7 @@ def _bhyve_argv(
         graphics = guest.graphics
         if graphics is not None:
             fbuf = f"{FBUF_SLOT},fbuf,tcp={graphics.listen},w={graphics.width},h={graphics.height}"
-            if graphics.wait:
+            if graphics.wait or (install and graphics.wait_install):
                 fbuf += ",wait"
             argv += ["-s", fbuf]
         bootrom = f"bootrom,{guest.uefi.firmware}"

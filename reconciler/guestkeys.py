@@ -25,6 +25,7 @@ from reconciler.schema import (
 )
 from reconciler.spec import (
     DISK_EMULATIONS,
+    LAYOUTS,
     LOADERS,
     NIC_EMULATIONS,
     ON_CHANGES,
@@ -37,11 +38,15 @@ from reconciler.spec import (
     Install,
     Lifecycle,
     Nic,
+    Topology,
     Uefi,
+    VmBhyve,
 )
 from reconciler.units import format_size
 
 MAX_CPUS = 256
+LAST_SLOT = 30  # 0 is the hostbridge's, 31 the lpc's in vm-bhyve's layout
+AHCI_PORTS = 32  # bhyve's ahci controller has 32 ports (pci_ahci.c MAX_PORTS)
 # A stop longer than this is a typo, and 1e308 seconds would overflow every timer it reaches.
 MAX_STOP_TIMEOUT = 3600.0
 
@@ -93,7 +98,11 @@ UEFI = TableSpec(
             example="/usr/local/share/uefi-firmware/BHYVE_UEFI_CSM.fd"),
         Key("vars", Boolean(), "keep UEFI variables in a per-guest copy of the vars template",
             example=True),
+        Key("vars_file", HostPath(), "with vars: keep them in this file, which the daemon "
+            "never creates or removes, not in a copy in its state dir",
+            example="/vm/win/uefi-vars.fd"),
     ),
+    rule=rules.uefi_vars_file,
 )  # fmt: skip
 
 GRAPHICS = TableSpec(
@@ -104,6 +113,8 @@ GRAPHICS = TableSpec(
         Key("width", Integer(640, 3840), "framebuffer width in pixels", example=1280),
         Key("height", Integer(480, 2160), "framebuffer height in pixels", example=720),
         Key("wait", Boolean(), "hold the boot until a VNC client connects", example=True),
+        Key("wait_install", Boolean(), "hold the boot until a VNC client connects while the "
+            "install media boots", example=True),
         Key("tablet", Boolean(), "add a USB tablet so the mouse pointer follows", example=True),
     ),
 )  # fmt: skip
@@ -119,6 +130,33 @@ GRUB = TableSpec(
     ),
 )  # fmt: skip
 
+TOPOLOGY = TableSpec(
+    model=Topology,
+    keys=(
+        Key("sockets", Integer(1, MAX_CPUS), "CPU sockets", example=2,
+            default_doc="the vCPU count"),
+        Key("cores", Integer(1, MAX_CPUS), "cores per socket", example=2, default_doc="1"),
+        Key("threads", Integer(1, MAX_CPUS), "threads per core", example=1, default_doc="1"),
+    ),
+)  # fmt: skip
+
+VM_BHYVE = TableSpec(
+    model=VmBhyve,
+    keys=(
+        Key("start_slot", Integer(1, LAST_SLOT), "the PCI slot of the first disk "
+            "(vm-bhyve's start_slot)", example=5),
+        Key("install_slot", Integer(1, LAST_SLOT), "the PCI slot of the install media "
+            "(vm-bhyve's install_slot)", example=2),
+        Key("ahci_device_limit", Integer(1, AHCI_PORTS), "ahci disks per ahci controller "
+            "(vm-bhyve's ahci_device_limit)", example=8),
+        Key("grub_run_dir", Text(), "grub-bhyve -d without [grub] config: where grub.cfg is "
+            "on the root device (vm-bhyve's grub_run_dir)", example="/boot/grub",
+            rule=rules.grub_word),
+        Key("grub_run_file", Text(), "grub-bhyve -g without [grub] config: grub.cfg's name "
+            "(vm-bhyve's grub_run_file)", example="grub.conf", rule=rules.grub_word),
+    ),
+)  # fmt: skip
+
 LOADER_VARIABLE = Key(
     "<name>", Text(), "a bhyveload -e variable", example="3", rule=rules.argv_text
 )
@@ -131,6 +169,11 @@ GUEST = TableSpec(
             rule=rules.guest_name, default_doc="the file name without .toml"),
         Key("cpus", Integer(1, MAX_CPUS), "virtual CPUs", example=4),
         Key("memory", Size(), "guest memory", example="2G", rule=rules.memory),
+        Key("topology", SubTable(TOPOLOGY), "how the vCPUs look to the guest (bhyve -c)",
+            rule=rules.topology),
+        Key("uuid", Text(), "the UUID the guest sees (bhyve -U)",
+            example="8e3f4b1c-61b6-11ef-9a0c-002590f1a2b3", rule=rules.uuid,
+            default_doc="bhyve's, from the host and guest names"),
         Key("state", Choice(STATES), "whether the guest should run", example="stopped",
             field="lifecycle.state"),
         Key("loader", Choice(LOADERS), "what loads the guest's kernel", example="uefi"),
@@ -170,6 +213,10 @@ GUEST = TableSpec(
         Key("graphics", SubTable(GRAPHICS), "a framebuffer served over VNC",
             only_with=("loader", "uefi")),
         Key("grub", SubTable(GRUB), "grub-bhyve settings", only_with=("loader", "grub")),
+        Key("layout", Choice(LAYOUTS), 'PCI slots and argument order: vmrun.sh\'s, or '
+            '"vm-bhyve" for a guest vm-bhyve installed', example="vm-bhyve"),
+        Key("vm_bhyve", SubTable(VM_BHYVE), "vm-bhyve's slot and loader settings",
+            only_with=("layout", "vm-bhyve")),
     ),
     rule=rules.device_count,
 )  # fmt: skip

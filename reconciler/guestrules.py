@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 from reconciler.placement import host_name_problem
-from reconciler.spec import Disk, Nic
+from reconciler.schema import field_default
+from reconciler.spec import Disk, GuestSpec, Nic, Topology
 from reconciler.tomlreader import Entry, Section
 from reconciler.units import parse_size
 from reconciler.valuerules import (
@@ -37,6 +38,7 @@ LAST_PCI_SLOT = 28  # 29 fbuf, 30 xhci, 31 install media, as vmrun.sh lays them 
 PCI_CAPACITY = LAST_PCI_SLOT - FIRST_PCI_SLOT + 1
 DISK_FLAGS = ("nocache", "direct", "ro", "nodelete")
 
+_UUID_RE = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PASSTHRU_RE = re.compile(r"([0-9]{1,3})/([0-9]{1,2})/([0-9]{1,2})")
@@ -69,6 +71,39 @@ def memory(section: Section, key: str, size: str) -> str | None:
         section.error(key, f"must be at least 1M, got {show(size)}")
         return None
     return size
+
+
+def uuid(section: Section, key: str, value: str) -> str | None:
+    # bhyve -U: uuid_from_string(3) takes the 8-4-4-4-12 hex form, either case; the text is
+    # kept as written so the guest sees exactly the UUID it had.
+    if _UUID_RE.fullmatch(value) is None:
+        section.error(
+            key, f'expected a UUID like "8e3f4b1c-61b6-11ef-9a0c-002590f1a2b3", got {show(value)}'
+        )
+        return None
+    return value
+
+
+def topology(section: Section, key: str, value: Topology) -> Topology | None:
+    """bhyverun.c calc_topology: with the vCPU count given, sockets (default: that count) x
+    cores x threads (default 1 each) must equal it, or bhyve exits "Topology (...) does not
+    match N vCPUs"."""
+    parts = (value.sockets, value.cores, value.threads)
+    if all(part is None for part in parts):
+        return None  # an empty [topology] is bhyve's default
+    cpus = section.data.get("cpus", field_default(GuestSpec, "cpus"))
+    if not isinstance(cpus, int) or isinstance(cpus, bool):
+        return value  # cpus is wrong itself, and reported
+    sockets = cpus if value.sockets is None else value.sockets
+    product = sockets * (value.cores or 1) * (value.threads or 1)
+    if product != cpus:
+        section.error(
+            key,
+            f"{sockets} sockets x {value.cores or 1} cores x {value.threads or 1} threads is "
+            f"{product} vCPUs, but cpus = {cpus}: bhyve refuses a topology that does not match",
+        )
+        return None
+    return value
 
 
 def console(section: Section, key: str, value: str) -> str | None:
@@ -276,6 +311,24 @@ def grub_root(section: Section, key: str, value: str) -> str | None:
         section.error(key, problem)
         return None
     return value
+
+
+def grub_word(section: Section, key: str, value: str) -> str | None:
+    """A path or file name grub-bhyve takes as one argument (`-d DIR`, `-g FILE`)."""
+    problem = word_problem(value)
+    if not value:
+        problem = "must not be empty"
+    elif problem is None and value.startswith("-"):
+        problem = "must not start with `-`: grub-bhyve would read it as an option"
+    if problem is not None:
+        section.error(key, problem)
+    return None if problem is not None else value
+
+
+def uefi_vars_file(section: Section, values: dict[str, Any]) -> None:
+    """`vars_file` says where `vars` keeps the variables: alone it would keep none."""
+    if values.get("vars_file") is not None and not values.get("vars", False):
+        section.error("vars_file", "only valid with vars = true (it says where they are kept)")
 
 
 def grub_config(section: Section, key: str, value: str) -> str | None:

@@ -157,8 +157,16 @@ def guest_dir(ctx: PlanContext, name: str) -> str:
 
 
 def uefi_vars_path(ctx: PlanContext, guest: GuestSpec) -> str | None:
-    """The guest's own copy of the UEFI variable store, when it keeps one."""
+    """The guest's UEFI variable store, when it keeps one: its `vars_file`, else its copy."""
     if guest.loader != "uefi" or not guest.uefi.vars:
+        return None
+    return guest.uefi.vars_file or _vars_copy(ctx, guest)
+
+
+def _vars_copy(ctx: PlanContext, guest: GuestSpec) -> str | None:
+    """The daemon's own copy of the vars template for the guest; none with a `vars_file`,
+    which belongs to the admin: never created, never forgotten."""
+    if guest.loader != "uefi" or not guest.uefi.vars or guest.uefi.vars_file is not None:
         return None
     return posixpath.join(guest_dir(ctx, guest.name), VARS_FILE)
 
@@ -166,7 +174,7 @@ def uefi_vars_path(ctx: PlanContext, guest: GuestSpec) -> str | None:
 def state_files(desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[str]:
     """The per-guest files of the daemon's own the plan wants (UEFI vars copies): what the
     driver must check exist, besides those the ledger lists."""
-    return [p for g in desired.values() if (p := uefi_vars_path(ctx, g)) is not None]
+    return [p for g in desired.values() if (p := _vars_copy(ctx, g)) is not None]
 
 
 def vars_template(guest: GuestSpec) -> str:
@@ -288,7 +296,7 @@ def disks_phase(guests: Sequence[GuestSpec], facts: HostFacts, ctx: PlanContext)
         if g.name not in ctx.running:
             made = (_disk_action(g.name, d, facts) for d in g.disks)
             steps += [Step(a, (g.name,)) for a in made if a is not None]
-        vars_path = uefi_vars_path(ctx, g)
+        vars_path = _vars_copy(ctx, g)
         if vars_path is not None and not facts.files.get(vars_path, False):
             copy = CopyFile(source=vars_template(g), path=vars_path, guest=g.name)
             steps.append(Step(copy, (g.name,)))
@@ -339,7 +347,7 @@ def undo_files(
 ) -> list[Action]:
     """Disks and files nothing wants are forgotten, never deleted."""
     devices = {d.device for g in guests for d in g.disks}
-    files = {p for g in guests if (p := uefi_vars_path(ctx, g)) is not None}
+    files = {p for g in guests if (p := _vars_copy(ctx, g)) is not None}
     forgets: list[Action] = []
     for path, owner in sorted(ledger.disks.items()):
         if path not in devices:

@@ -14,8 +14,9 @@ Loader = Literal["bhyveload", "grub", "uefi"]
 DesiredState = Literal["running", "stopped"]
 RestartPolicy = Literal["on-failure", "always", "never"]
 OnChange = Literal["restart", "next-boot"]
-DiskEmulation = Literal["virtio-blk", "ahci-hd", "nvme"]
+DiskEmulation = Literal["virtio-blk", "ahci-hd", "nvme", "ahci-cd"]
 NicEmulation = Literal["virtio-net", "e1000"]
+Layout = Literal["vmrun", "vm-bhyve"]
 
 STATES: tuple[DesiredState, ...] = get_args(DesiredState)
 LOADERS: tuple[Loader, ...] = get_args(Loader)
@@ -23,6 +24,7 @@ RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
 ON_CHANGES: tuple[OnChange, ...] = get_args(OnChange)
 DISK_EMULATIONS: tuple[DiskEmulation, ...] = get_args(DiskEmulation)
 NIC_EMULATIONS: tuple[NicEmulation, ...] = get_args(NicEmulation)
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 
 DEFAULT_FIRMWARE = "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd"
 DEFAULT_MEMORY = "512M"
@@ -69,6 +71,7 @@ class Install:
 class Uefi:
     firmware: str = DEFAULT_FIRMWARE
     vars: bool = False
+    vars_file: str | None = None  # with `vars`: this file, not a copy in the state dir
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Graphics:
     width: int = 1024
     height: int = 768
     wait: bool = False
+    wait_install: bool = False  # `wait` while the install media boots
     tablet: bool = False
 
 
@@ -86,6 +90,28 @@ class Graphics:
 class Grub:
     root: str | None = None  # None: `cd0` while installing, else `hd0,msdos1`
     config: str | None = None  # grub commands written to grub.cfg
+
+
+@dataclass(frozen=True)
+class Topology:
+    """`[topology]`: how the vCPUs look to the guest (bhyve `-c N,sockets=S,cores=C,threads=T`).
+    Unset parts are left to bhyve: sockets = the vCPU count, cores and threads 1."""
+
+    sockets: int | None = None
+    cores: int | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class VmBhyve:
+    """`[vm_bhyve]`: vm-bhyve's own settings for `layout = "vm-bhyve"`, read as its vm-run reads
+    them, so a guest it installed keeps every PCI slot and loader argument."""
+
+    start_slot: int = 4
+    install_slot: int = 3
+    ahci_device_limit: int = 1
+    grub_run_dir: str | None = None
+    grub_run_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,8 @@ class GuestSpec:
     source: str = ""
     cpus: int = 1
     memory: str = DEFAULT_MEMORY  # canonical size text as bhyve takes it, e.g. "1024M"
+    topology: Topology | None = None
+    uuid: str | None = None  # bhyve -U; None: bhyve derives one from the host and VM names
     loader: Loader = "bhyveload"
     console: str = "nmdm"  # "nmdm" or a device path; see console_device()
     utc_clock: bool = False
@@ -124,6 +152,8 @@ class GuestSpec:
     uefi: Uefi = field(default_factory=Uefi)
     graphics: Graphics | None = None
     grub: Grub = field(default_factory=Grub)
+    layout: Layout = "vmrun"
+    vm_bhyve: VmBhyve = field(default_factory=VmBhyve)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
@@ -131,6 +161,17 @@ class GuestSpec:
         """What boots: two specs with equal keys boot the same VM, so an edit needs a restart
         exactly when `old.boot_key != new.boot_key`."""
         return replace(self, source="", lifecycle=Lifecycle())
+
+    @property
+    def cpu_argument(self) -> str:
+        """bhyve's `-c`: the vCPU count, then each topology part that is set."""
+        parts = [str(self.cpus)]
+        if self.topology is not None:
+            for part in ("sockets", "cores", "threads"):
+                value = getattr(self.topology, part)
+                if value is not None:
+                    parts.append(f"{part}={value}")
+        return ",".join(parts)
 
     @property
     def wired(self) -> bool:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reconciler.cli import importer, new
 from reconciler.cli.context import SIM_PLAYGROUND, Context, load_context
 from reconciler.cli.inspect import (
     EXIT_ERROR,
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--no-wait", action="store_true", help="return once the daemon accepted")
     co = command("console", "connect to a guest's nmdm console with cu(1)", cmd_console)
     co.add_argument("name")
+    importer.add_arguments(command("import", importer.SUMMARY, importer.cmd_import))
+    new.add_arguments(command("new", new.SUMMARY, new.cmd_new))
     return p
 
 

@@ -8,6 +8,9 @@ Pure, like the rest of the core: `.conf` text in, typed values and command lines
 - `run` (with `devices`, `load`, `words`, `facts`): the loader and bhyve argv vm-bhyve's
   `vm _run` would build, given what it would learn from the host. It is a model of vm-bhyve's
   shell code, the oracle for imported guests, and must never be derived from bhyve.py.
+- `datastore` (with `convert`, `devices_import`, `draft`, `vocabulary`): the importer, every
+  guest of a datastore as a spec with `layout = "vm-bhyve"` (bhyve_layout.py lays its argv
+  out), and the account of every key: carried over, dropped with a reason, or refused.
 """
 
 from reconciler.vmbhyve.conf import ConfFile, ConfProblem, Setting, is_yes, parse_conf
