@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 _KERNEL_ADDRESS = 0xFFFFFFFF80200000
 _HEADER = "Id Refs Address                Size Name"
+_KLDSTAT_USAGE = "usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]"
+_SYSCTL_USAGE = "usage: sysctl [-bdehiNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ..."
 
 
 def _layout(state: st.State) -> dict[str, tuple[int, int, int]]:
@@ -66,50 +68,62 @@ def _find_file(state: st.State, name: str) -> st.KldFile | None:
     return None
 
 
+def _kldstat_module(state: st.State, wanted: str, quiet: bool, out: Output) -> int:
+    """`kldstat -m`: one module, wherever it lives (a file or the kernel itself)."""
+    for f in state["kld_files"]:
+        for mod_id, module in f["modules"]:
+            if module == wanted:
+                if not quiet:
+                    out.print("Id  Refs Name")
+                    out.print(f"{mod_id:3d} {1:4d} {module}")
+                return 0
+    if not quiet:
+        out.error(f"kldstat: can't find module {wanted}: No such file or directory")
+    return 1
+
+
+def _kldstat_file(
+    state: st.State, values: dict[str, str], quiet: bool, out: Output
+) -> st.KldFile | None:
+    """`kldstat -n` (by name or path) or `-i` (by id): the file, or None after the error."""
+    found = (
+        _find_file(state, values["n"])
+        if "n" in values
+        else next((f for f in state["kld_files"] if str(f["id"]) == values["i"]), None)
+    )
+    if found is None and not quiet:
+        what = f"file {values['n']}" if "n" in values else f"file id {values['i']}"
+        out.error(f"kldstat: can't find {what}: No such file or directory")
+    return found
+
+
 def kldstat(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     try:
         options, rest = getopt(args, "dhi:m:n:qv")
     except UsageError as exc:
         out.error(f"kldstat: {exc}")
-        out.error("usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]")
+        out.error(_KLDSTAT_USAGE)
         return 1
     flags = {letter for letter, _ in options}
     values = dict(options)
-    quiet, verbose, human = "q" in flags, "v" in flags, "h" in flags
+    quiet = "q" in flags
     if "m" in values:
-        wanted = values["m"]
-        for f in state["kld_files"]:
-            for mod_id, module in f["modules"]:
-                if module == wanted:
-                    if not quiet:
-                        out.print("Id  Refs Name")
-                        out.print(f"{mod_id:3d} {1:4d} {module}")
-                    return 0
-        if not quiet:
-            out.error(f"kldstat: can't find module {wanted}: No such file or directory")
-        return 1
+        return _kldstat_module(state, values["m"], quiet, out)
     selected = state["kld_files"]
     if "n" in values or "i" in values:
-        found = (
-            _find_file(state, values["n"])
-            if "n" in values
-            else next((f for f in selected if str(f["id"]) == values["i"]), None)
-        )
+        found = _kldstat_file(state, values, quiet, out)
         if found is None:
-            if not quiet:
-                what = f"file {values['n']}" if "n" in values else f"file id {values['i']}"
-                out.error(f"kldstat: can't find {what}: No such file or directory")
             return 1
         if quiet:
             return 0
         selected = [found]
     if rest:
-        out.error("usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]")
+        out.error(_KLDSTAT_USAGE)
         return 1
     out.print(_HEADER)
     for f in selected:
-        for line in _file_lines(state, f, verbose, human):
+        for line in _file_lines(state, f, "v" in flags, "h" in flags):
             out.print(line)
     return 0
 
@@ -211,66 +225,80 @@ def _is_integer(oid: str) -> bool:
     return spec is not None and spec[0].lstrip("-").isdigit()
 
 
+def _show(tree: dict[str, str], oid: str, flags: set[str], out: Output) -> None:
+    if "N" in flags:
+        out.print(oid)
+    elif "n" in flags:
+        out.print(tree[oid])
+    else:
+        out.print(f"{oid}{'=' if 'e' in flags else ': '}{tree[oid]}")
+
+
+def _refuse(message: str, flags: set[str], out: Output) -> int:
+    """An item that fails: its error unless -q; the run's status becomes 1."""
+    if "q" not in flags:
+        out.error(message)
+    return 1
+
+
+def _unknown(oid: str, flags: set[str], out: Output) -> int:
+    # -i ignores an unknown OID: no message, and the status stays 0.
+    return 0 if "i" in flags else _refuse(f"sysctl: unknown oid '{oid}'", flags, out)
+
+
+def _sysctl_read(tree: dict[str, str], oid: str, flags: set[str], out: Output) -> int:
+    """`name`: a leaf prints itself, a node every leaf below it."""
+    if oid in tree:
+        _show(tree, oid, flags, out)
+        return 0
+    children = sorted(o for o in tree if o.startswith(oid + "."))
+    if not children:
+        return _unknown(oid, flags, out)
+    for child in children:
+        _show(tree, child, flags, out)
+    return 0
+
+
+def _sysctl_write(store: st.Store, oid: str, value: str, flags: set[str], out: Output) -> int:
+    """`name=value`: checked, stored as the kernel would read it back, old -> new printed."""
+    tree = store.state["sysctl"]
+    if oid not in tree:
+        return _unknown(oid, flags, out)
+    if not _writable(oid):
+        return _refuse(f"sysctl: oid '{oid}' is read only", flags, out)
+    integer = _is_integer(oid)
+    if integer and not value.lstrip("-").isdigit():
+        return _refuse(f"sysctl: invalid integer '{value}'", flags, out)
+    old = tree[oid]
+    tree[oid] = str(int(value)) if integer else value
+    store.dirty = True
+    if "q" not in flags:
+        out.print(f"{old} -> {tree[oid]}" if "n" in flags else f"{oid}: {old} -> {tree[oid]}")
+    return 0
+
+
 def sysctl(store: st.Store, args: list[str], out: Output) -> int:
-    state = store.state
-    tree = state["sysctl"]
+    tree = store.state["sysctl"]
     try:
         options, names = getopt(args, "aeinNq")
     except UsageError as exc:
         out.error(f"sysctl: {exc}")
-        out.error("usage: sysctl [-bdehiNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ...")
+        out.error(_SYSCTL_USAGE)
         return 1
     flags = {letter for letter, _ in options}
-    value_only, quiet, ignore = "n" in flags, "q" in flags, "i" in flags
-    separator = "=" if "e" in flags else ": "
-
-    def show(oid: str) -> None:
-        if "N" in flags:
-            out.print(oid)
-        else:
-            out.print(tree[oid] if value_only else f"{oid}{separator}{tree[oid]}")
-
     if "a" in flags and not names:
         for oid in sorted(tree):
-            show(oid)
+            _show(tree, oid, flags, out)
         return 0
     if not names:
-        out.error("usage: sysctl [-bdehiNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ...")
+        out.error(_SYSCTL_USAGE)
         return 1
     status = 0
+    # Every item is tried; one that fails makes the status 1 but does not stop the rest.
     for item in names:
         oid, assign, value = item.partition("=")
         if assign:
-            if oid not in tree:
-                if not ignore:
-                    if not quiet:
-                        out.error(f"sysctl: unknown oid '{oid}'")
-                    status = 1
-                continue
-            if not _writable(oid):
-                if not quiet:
-                    out.error(f"sysctl: oid '{oid}' is read only")
-                status = 1
-                continue
-            if _is_integer(oid) and not value.lstrip("-").isdigit():
-                if not quiet:
-                    out.error(f"sysctl: invalid integer '{value}'")
-                status = 1
-                continue
-            old = tree[oid]
-            tree[oid] = str(int(value)) if _is_integer(oid) else value
-            store.dirty = True
-            if not quiet:
-                out.print(f"{old} -> {tree[oid]}" if value_only else f"{oid}: {old} -> {tree[oid]}")
-            continue
-        children = sorted(o for o in tree if o.startswith(oid + "."))
-        if oid in tree:
-            show(oid)
-        elif children:
-            for child in children:
-                show(child)
-        elif not ignore:
-            if not quiet:
-                out.error(f"sysctl: unknown oid '{oid}'")
-            status = 1
+            status |= _sysctl_write(store, oid, value, flags, out)
+        else:
+            status |= _sysctl_read(tree, oid, flags, out)
     return status

@@ -12,6 +12,8 @@ from reconciler.sim.procs import bhyve_pid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from reconciler.sim.tools import Output
 
 _FLAG_NAMES = (
@@ -63,6 +65,46 @@ def _cloner_groups(iface: st.Iface) -> list[str]:
     return own + iface["groups"]
 
 
+def _kind_lines(state: st.State, name: str, iface: st.Iface) -> list[str]:
+    """What each kind shows between the header (and description) and the groups."""
+    if iface["kind"] == "loopback":
+        return [
+            "\toptions=680003<RXCSUM,TXCSUM,LINKSTATE,RXCSUM_IPV6,TXCSUM_IPV6>",
+            "\tinet6 ::1 prefixlen 128",
+            f"\tinet6 fe80::1%{name} prefixlen 64 scopeid 0x{iface['index']:x}",
+            "\tinet 127.0.0.1 netmask 0xff000000",
+        ]
+    if iface["kind"] == "physical":
+        lines = [
+            "\toptions=4e527bb<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,JUMBO_MTU,VLAN_HWCSUM,TSO4,"
+            "TSO6,LRO,WOL_MAGIC,VLAN_HWFILTER,VLAN_HWTSO,RXCSUM_IPV6,TXCSUM_IPV6,NOMAP>",
+            f"\tether {_ether(iface)}",
+        ]
+        if iface["index"] == 1:
+            lines.append("\tinet 192.168.1.10 netmask 0xffffff00 broadcast 192.168.1.255")
+        return lines
+    if iface["kind"] == "tap":
+        return ["\toptions=80000<LINKSTATE>", f"\tether {_ether(iface)}"]
+    ether = _ether(iface)
+    lines = [
+        "\toptions=0",
+        f"\tether {ether}",
+        f"\tid {ether} priority 32768 hellotime 2 fwddelay 15",
+        "\tmaxage 20 holdcnt 6 proto rstp maxaddr 2000 timeout 1200",
+        f"\troot id {ether} priority 32768 ifcost 0 port 0",
+    ]
+    # FreeBSD lists the most recently added member first.
+    for member in reversed(iface["members"]):
+        info = state["interfaces"].get(member)
+        port = info["index"] if info else 0
+        cost = 20000 if info and info["kind"] == "physical" else 2000000
+        lines += [
+            f"\tmember: {member} {_MEMBER_FLAGS}",
+            f"\t        ifmaxaddr 0 port {port} priority 128 path cost {cost}",
+        ]
+    return lines
+
+
 def status_text(root: str, state: st.State, name: str, bridges: dict[str, str]) -> list[str]:
     """The lines `ifconfig NAME` prints for one interface."""
     iface = state["interfaces"][name]
@@ -80,41 +122,7 @@ def status_text(root: str, state: st.State, name: str, bridges: dict[str, str]) 
     lines = [f"{name}: {_flags(flags)} metric 0 mtu {iface['mtu']}"]
     if iface["description"] is not None:
         lines.append(f"\tdescription: {iface['description']}")
-    if kind == "loopback":
-        lines += [
-            "\toptions=680003<RXCSUM,TXCSUM,LINKSTATE,RXCSUM_IPV6,TXCSUM_IPV6>",
-            "\tinet6 ::1 prefixlen 128",
-            f"\tinet6 fe80::1%{name} prefixlen 64 scopeid 0x{iface['index']:x}",
-            "\tinet 127.0.0.1 netmask 0xff000000",
-        ]
-    elif kind == "physical":
-        lines += [
-            "\toptions=4e527bb<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,JUMBO_MTU,VLAN_HWCSUM,TSO4,"
-            "TSO6,LRO,WOL_MAGIC,VLAN_HWFILTER,VLAN_HWTSO,RXCSUM_IPV6,TXCSUM_IPV6,NOMAP>",
-            f"\tether {_ether(iface)}",
-        ]
-        if iface["index"] == 1:
-            lines.append("\tinet 192.168.1.10 netmask 0xffffff00 broadcast 192.168.1.255")
-    elif kind == "tap":
-        lines += ["\toptions=80000<LINKSTATE>", f"\tether {_ether(iface)}"]
-    else:
-        ether = _ether(iface)
-        lines += [
-            "\toptions=0",
-            f"\tether {ether}",
-            f"\tid {ether} priority 32768 hellotime 2 fwddelay 15",
-            "\tmaxage 20 holdcnt 6 proto rstp maxaddr 2000 timeout 1200",
-            f"\troot id {ether} priority 32768 ifcost 0 port 0",
-        ]
-        # FreeBSD lists the most recently added member first.
-        for member in reversed(iface["members"]):
-            info = state["interfaces"].get(member)
-            port = info["index"] if info else 0
-            cost = 20000 if info and info["kind"] == "physical" else 2000000
-            lines += [
-                f"\tmember: {member} {_MEMBER_FLAGS}",
-                f"\t        ifmaxaddr 0 port {port} priority 128 path cost {cost}",
-            ]
+    lines += _kind_lines(state, name, iface)
     groups = _cloner_groups(iface)
     if groups:
         lines.append("\tgroups: " + " ".join(groups))
@@ -196,7 +204,7 @@ def create(store: st.Store, name: str, out: Output) -> str | None:
     return actual
 
 
-def _destroy(store: st.Store, name: str, out: Output) -> bool:
+def _destroy(store: st.Store, name: str, value: str, out: Output) -> bool:
     state = store.state
     iface = state["interfaces"][name]
     if iface["kind"] not in ("tap", "bridge"):
@@ -245,70 +253,128 @@ def _deletem(store: st.Store, bridge: str, member: str, out: Output) -> bool:
     return True
 
 
+def _set_up(store: st.Store, name: str, value: str, out: Output) -> bool:
+    store.state["interfaces"][name]["up"] = True
+    return True
+
+
+def _set_down(store: st.Store, name: str, value: str, out: Output) -> bool:
+    store.state["interfaces"][name]["up"] = False
+    return True
+
+
+def _describe(store: st.Store, name: str, value: str, out: Output) -> bool:
+    # An empty description clears it, as -description (which takes no value) does.
+    store.state["interfaces"][name]["description"] = value or None
+    return True
+
+
+def _add_group(store: st.Store, name: str, value: str, out: Output) -> bool:
+    groups = store.state["interfaces"][name]["groups"]
+    if value[-1:].isdigit() or not value:
+        out.error("ifconfig: SIOCAIFGROUP: Invalid argument")
+        return False
+    if value not in groups:
+        groups.append(value)
+    return True
+
+
+def _remove_group(store: st.Store, name: str, value: str, out: Output) -> bool:
+    groups = store.state["interfaces"][name]["groups"]
+    if value in groups:
+        groups.remove(value)
+    return True
+
+
+def _set_mtu(store: st.Store, name: str, value: str, out: Output) -> bool:
+    if not value.isdigit() or not 72 <= int(value) <= 65535:
+        out.error("ifconfig: SIOCSIFMTU (set mtu): Invalid argument")
+        return False
+    store.state["interfaces"][name]["mtu"] = int(value)
+    return True
+
+
+# Each parameter's handler: (store, interface, value or "", out) -> False once it has failed.
+_PARAMETERS: dict[str, Callable[[st.Store, str, str, Output], bool]] = {
+    "destroy": _destroy,
+    "up": _set_up,
+    "down": _set_down,
+    "addm": _addm,
+    "deletem": _deletem,
+    "description": _describe,
+    "descr": _describe,
+    "-description": _describe,
+    "-descr": _describe,
+    "group": _add_group,
+    "-group": _remove_group,
+    "mtu": _set_mtu,
+}
 # Parameters that take one value, as ifconfig's parser knows them.
 _WITH_VALUE = ("addm", "deletem", "description", "descr", "group", "-group", "mtu")
 
 
 def _apply(store: st.Store, name: str, params: list[str], out: Output) -> int:
-    state = store.state
+    """Apply the parameters in order; the first that fails stops the rest, keeping those before."""
     i = 0
     while i < len(params):
-        param = params[i]
+        param, i = params[i], i + 1
         value = ""
         if param in _WITH_VALUE:
-            if i + 1 >= len(params):
+            if i >= len(params):
                 out.error(f"ifconfig: {param}: missing argument")
                 return 1
-            value = params[i + 1]
-            i += 1
-        i += 1
-        if name not in state["interfaces"]:
+            value, i = params[i], i + 1
+        if name not in store.state["interfaces"]:
             out.error(f"ifconfig: interface {name} does not exist")
             return 1
-        iface = state["interfaces"][name]
-        ok = True
-        if param == "destroy":
-            ok = _destroy(store, name, out)
-        elif param in ("up", "down"):
-            iface["up"] = param == "up"
-        elif param == "addm":
-            ok = _addm(store, name, value, out)
-        elif param == "deletem":
-            ok = _deletem(store, name, value, out)
-        elif param in ("description", "descr"):
-            iface["description"] = value or None
-        elif param in ("-description", "-descr"):
-            iface["description"] = None
-        elif param == "group":
-            if value[-1:].isdigit() or not value:
-                out.error("ifconfig: SIOCAIFGROUP: Invalid argument")
-                return 1
-            if value not in iface["groups"]:
-                iface["groups"].append(value)
-        elif param == "-group":
-            if value in iface["groups"]:
-                iface["groups"].remove(value)
-        elif param == "mtu":
-            if not value.isdigit() or not 72 <= int(value) <= 65535:
-                out.error("ifconfig: SIOCSIFMTU (set mtu): Invalid argument")
-                return 1
-            iface["mtu"] = int(value)
-        else:
+        handler = _PARAMETERS.get(param)
+        if handler is None:
             out.error(f"ifconfig: {param}: bad value")
             return 1
-        if not ok:
+        if not handler(store, name, value, out):
             return 1
         store.dirty = True
     return 0
 
 
+def _print_status(store: st.Store, names: list[str], out: Output) -> None:
+    bridges = _bridge_of(store.state)
+    for name in names:
+        for line in status_text(store.root, store.state, name, bridges):
+            out.print(line)
+
+
+def _configure(store: st.Store, name: str, params: list[str], out: Output) -> int:
+    """`ifconfig NAME [create] [parameters]`: create, show or change one interface."""
+    state = store.state
+    cloner = _cloner_of(name)
+    if cloner is not None:
+        # ifconfig.c main(): ifmaybeload(ifname) runs before the name is even looked up.
+        store.dirty = _maybeload(state, cloner) or store.dirty
+    if params[:1] in (["create"], ["plumb"]):
+        if name not in state["interfaces"]:
+            created = create(store, name, out)
+            return 1 if created is None else _apply(store, created, params[1:], out)
+        # sbin/ifconfig/ifconfig.c main() (13.x, 14.x, 15): a bare `create` of an existing
+        # name fails before any ioctl; with more arguments the word is dropped and the
+        # existing interface is configured.
+        if len(params) == 1:
+            out.error(f"ifconfig: interface {name} already exists")
+            return 1
+        params = params[1:]
+    if name not in state["interfaces"]:
+        out.error(f"ifconfig: interface {name} does not exist")
+        return 1
+    if not params:
+        _print_status(store, [name], out)
+        return 0
+    return _apply(store, name, params, out)
+
+
 def ifconfig(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     if not args or args[0] == "-a":
-        bridges = _bridge_of(state)
-        for name in state["interfaces"]:
-            for line in status_text(store.root, state, name, bridges):
-                out.print(line)
+        _print_status(store, list(state["interfaces"]), out)
         return 0
     if args[0] == "-l":
         names = list(state["interfaces"])
@@ -329,29 +395,4 @@ def ifconfig(store: st.Store, args: list[str], out: Output) -> int:
             "address_family [address [dest_address]] [parameters]"
         )
         return 1
-    name, params = args[0], args[1:]
-    cloner = _cloner_of(name)
-    if cloner is not None:
-        # ifconfig.c main(): ifmaybeload(ifname) runs before the name is even looked up.
-        store.dirty = _maybeload(state, cloner) or store.dirty
-    if params[:1] in (["create"], ["plumb"]):
-        if name not in state["interfaces"]:
-            created = create(store, name, out)
-            if created is None:
-                return 1
-            return _apply(store, created, params[1:], out)
-        # sbin/ifconfig/ifconfig.c main() (13.x, 14.x, 15): a bare `create` of an existing
-        # name fails before any ioctl; with more arguments the word is dropped and the
-        # existing interface is configured.
-        if len(params) == 1:
-            out.error(f"ifconfig: interface {name} already exists")
-            return 1
-        params = params[1:]
-    if name not in state["interfaces"]:
-        out.error(f"ifconfig: interface {name} does not exist")
-        return 1
-    if not params:
-        for line in status_text(store.root, state, name, _bridge_of(state)):
-            out.print(line)
-        return 0
-    return _apply(store, name, params, out)
+    return _configure(store, args[0], args[1:], out)

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.facts import parse_kldstat, parse_sysctl
 from reconciler.sim import SimulatedHost
+from reconciler.sim.tools import run_tool
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -177,3 +178,123 @@ def test_compiled_in_devices_cannot_be_loaded(tmp_path: Path) -> None:
     assert "if_bridge.ko" not in custom.run(["kldstat"]).stdout
     with pytest.raises(ValueError, match="if_vmx"):
         SimulatedHost(tmp_path / "bad").setup(compiled_in=("if_vmx",))
+
+
+# Pinned before kernel.py was split into smaller functions: exact text and statuses of the
+# options the tests above leave open. Run in this process (the wrappers' own entry point), so
+# a table costs no fork per case.
+
+KLDSTAT_USAGE = "usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]\n"
+KLDSTAT_HEADER = "Id Refs Address                Size Name\n"
+VMM_ROW = " 3    1 0xffffffff82400000   108a86 vmm.ko\n"
+SYSCTL_USAGE = "usage: sysctl [-bdehiNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ...\n"
+
+
+def here(host: SimulatedHost, *argv: str) -> tuple[int, str, str]:
+    status, out, err, _ = run_tool(argv[0], str(host.root), list(argv[1:]))
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("-x",), (1, "", "kldstat: illegal option -- x\n" + KLDSTAT_USAGE)),
+        (("-i",), (1, "", "kldstat: option requires an argument -- i\n" + KLDSTAT_USAGE)),
+        (("extra",), (1, "", KLDSTAT_USAGE)),
+        (("-n", "vmm", "extra"), (1, "", KLDSTAT_USAGE)),
+        (("-m", "vmm"), (0, "Id  Refs Name\n 17    1 vmm\n", "")),
+        (("-m", "if_tuntap"), (0, "Id  Refs Name\n 12    1 if_tuntap\n", "")),
+        (("-i", "3"), (0, KLDSTAT_HEADER + VMM_ROW, "")),
+        (("-n", "/boot/kernel/vmm.ko"), (0, KLDSTAT_HEADER + VMM_ROW, "")),
+        (("-n", "vmm.ko"), (0, KLDSTAT_HEADER + VMM_ROW, "")),
+        (("-qn", "vmm"), (0, "", "")),
+        (("-q", "-i", "3"), (0, "", "")),
+        (("-i", "99"), (1, "", "kldstat: can't find file id 99: No such file or directory\n")),
+        (("-q", "-i", "99"), (1, "", "")),
+        (("-q", "-n", "nmdm"), (1, "", "")),
+        (
+            ("-h",),
+            (
+                0,
+                KLDSTAT_HEADER
+                + " 1    3 0xffffffff80200000   31M kernel\n"
+                + " 2    1 0xffffffff82200000  1.0M zfs.ko\n"
+                + " 3    1 0xffffffff82400000  1.0M vmm.ko\n",
+                "",
+            ),
+        ),
+        (
+            ("-v", "-n", "vmm"),
+            (
+                0,
+                KLDSTAT_HEADER
+                + VMM_ROW.removesuffix("\n")
+                + " (/boot/kernel/vmm.ko)\n\tContains modules:\n\t\t Id Name\n\t\t 17 vmm\n",
+                "",
+            ),
+        ),
+    ],
+)
+def test_kldstat_options_exactly(
+    host: SimulatedHost, args: tuple[str, ...], expected: tuple[int, str, str]
+) -> None:
+    assert here(host, "kldload", "vmm")[0] == 0
+    assert here(host, "kldstat", *args) == expected
+
+
+ALL_SYSCTLS = (
+    ("hw.machine", "amd64"),
+    ("hw.ncpu", "8"),
+    ("hw.physmem", str(1 << 40)),
+    ("kern.osrelease", "14.1-RELEASE"),
+    ("kern.ostype", "FreeBSD"),
+    ("net.link.tap.devfs_cloning", "1"),
+    ("net.link.tap.up_on_open", "0"),
+    ("net.link.tap.user_open", "0"),
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("-x",), (1, "", "sysctl: illegal option -- x\n" + SYSCTL_USAGE)),
+        ((), (1, "", SYSCTL_USAGE)),
+        (("-q",), (1, "", SYSCTL_USAGE)),
+        (("-a",), (0, "".join(f"{o}: {v}\n" for o, v in ALL_SYSCTLS), "")),
+        (("-aN",), (0, "".join(f"{o}\n" for o, _ in ALL_SYSCTLS), "")),
+        (("-ae",), (0, "".join(f"{o}={v}\n" for o, v in ALL_SYSCTLS), "")),
+        (("-a", "kern.ostype"), (0, "kern.ostype: FreeBSD\n", "")),
+        (("-e", "kern.ostype"), (0, "kern.ostype=FreeBSD\n", "")),
+        (("-N", "net.link.tap"), (0, "".join(f"{o}\n" for o, _ in ALL_SYSCTLS[5:]), "")),
+        (("-n", "net.link"), (0, "1\n0\n0\n", "")),
+        (("=",), (1, "", "sysctl: unknown oid ''\n")),
+        (("-q", "kern.ostype=x", "nosuch=1"), (1, "", "")),
+        (
+            ("nosuch=1", "kern.ostype", "net.link.tap.up_on_open=x", "hw.ncpu"),
+            (
+                1,
+                "kern.ostype: FreeBSD\nhw.ncpu: 8\n",
+                "sysctl: unknown oid 'nosuch'\nsysctl: invalid integer 'x'\n",
+            ),
+        ),
+    ],
+)
+def test_sysctl_reads_exactly(
+    host: SimulatedHost, args: tuple[str, ...], expected: tuple[int, str, str]
+) -> None:
+    assert here(host, "sysctl", *args) == expected
+
+
+def test_sysctl_writes_exactly(host: SimulatedHost) -> None:
+    oid = "net.link.tap.up_on_open"
+    assert here(host, "sysctl", "-n", f"{oid}=1") == (0, "0 -> 1\n", "")
+    assert here(host, "sysctl", "-q", "net.link.tap.user_open=1") == (0, "", "")
+    assert host.sysctl("net.link.tap.user_open") == "1"
+    # The value is stored as the kernel's integer reads back.
+    assert here(host, "sysctl", f"{oid}=-05") == (0, f"{oid}: 1 -> -5\n", "")
+    assert host.sysctl(oid) == "-5"
+    # -i skips an unknown OID being set, and the items after it still run.
+    assert here(host, "sysctl", "-i", "nosuch=1", f"{oid}=0") == (0, f"{oid}: -5 -> 0\n", "")
+    assert host.sysctl(oid) == "0"
+    assert here(host, "sysctl", "-q", "nosuch=1", f"{oid}=1") == (1, "", "")
+    assert host.sysctl(oid) == "1"
