@@ -234,6 +234,24 @@ def _grub_bhyve(
     return tuple(argv), tuple(files)
 
 
+def _efi_args(guest: GuestSpec, *, install: bool, uefi_vars: str | None) -> list[str]:
+    """vmrun.sh's efiargs: framebuffer, boot ROM, tablet, before the numbered devices."""
+    argv: list[str] = []
+    graphics = guest.graphics
+    if graphics is not None:
+        fbuf = f"{FBUF_SLOT},fbuf,tcp={graphics.listen},w={graphics.width},h={graphics.height}"
+        if graphics.wait or (install and graphics.wait_install):
+            fbuf += ",wait"
+        argv += ["-s", fbuf]
+    bootrom = f"bootrom,{guest.uefi.firmware}"
+    if guest.uefi.vars:
+        bootrom += f",{uefi_vars}"
+    argv += ["-l", bootrom]
+    if graphics is not None and graphics.tablet:
+        argv += ["-s", f"{TABLET_SLOT},xhci,tablet"]
+    return argv
+
+
 def _bhyve_argv(
     guest: GuestSpec, *, taps: Sequence[str], install: bool, uefi_vars: str | None
 ) -> tuple[str, ...]:
@@ -249,19 +267,7 @@ def _bhyve_argv(
     argv += ["-s", f"{HOSTBRIDGE_SLOT}:0,hostbridge", "-s", f"{LPC_SLOT}:0,lpc"]
 
     if guest.loader == "uefi":
-        # vmrun.sh's efiargs: framebuffer, boot ROM, tablet, before the numbered devices.
-        graphics = guest.graphics
-        if graphics is not None:
-            fbuf = f"{FBUF_SLOT},fbuf,tcp={graphics.listen},w={graphics.width},h={graphics.height}"
-            if graphics.wait or (install and graphics.wait_install):
-                fbuf += ",wait"
-            argv += ["-s", fbuf]
-        bootrom = f"bootrom,{guest.uefi.firmware}"
-        if guest.uefi.vars:
-            bootrom += f",{uefi_vars}"
-        argv += ["-l", bootrom]
-        if graphics is not None and graphics.tablet:
-            argv += ["-s", f"{TABLET_SLOT},xhci,tablet"]
+        argv += _efi_args(guest, install=install, uefi_vars=uefi_vars)
 
     slots = _device_slots(guest)
     for slot, nic, tap in zip(slots.nics, guest.nics, taps, strict=True):
