@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.cloudinit_rules import guest_name_problem
 from reconciler.errors import SpecError
 from reconciler.guestkeys import GUEST
 from reconciler.guestrules import name_from_file
@@ -44,6 +45,11 @@ def parse_guest(
     top = Section(reader, data, "", GUEST.known)
     values = read_table(top, GUEST)
     name = values.get("name") if "name" in top else name_from_file(top, stem)
+    cloud_init = values.get("cloud_init")
+    if name is not None and cloud_init is not None and cloud_init.hostname is None:
+        problem = guest_name_problem(name)  # the name is the guest's host name
+        if problem is not None:
+            top.error("cloud_init.hostname", problem)
     if reader.count or name is None:
         return None, reader.errors
     spec: GuestSpec = build(GUEST, {**values, "name": name, "source": file})
