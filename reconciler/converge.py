@@ -42,6 +42,7 @@ from reconciler.plan import (
     guests_holding_taps,
     plan_actions,
     plan_context,
+    seed_files,
     state_files,
 )
 from reconciler.processes import ProcessTable
@@ -103,11 +104,13 @@ class Converger:
         """Observe and plan, changing nothing. `supervised`: the guests this process runs, or
         None for a command that runs none (their liveness then comes from boot records)."""
         known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
+        live = supervised or frozenset()
         facts = self.host.observe(
             desired,
             self.ledger,
             state_files=state_files(desired, self._base),
-            running=supervised or frozenset(),
+            running=live,
+            seeds=seed_files(tuple(desired.values()), self._base.guests_dir, live),
         )
         taps = allocate_taps(desired, facts.interfaces, self.ledger)
         table: ProcessTable | None = None
@@ -127,6 +130,7 @@ class Converger:
         plan = self._plan(desired, facts, ctx, taps)
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
+        errors += [f"warning: {warning}" for warning in plan.warnings]
         errors += [
             f"guest {name} runs outside bhyve-reconciler (pid {pid} runs it): not adopted; "
             "stop it there and the reconciler takes over"
@@ -161,7 +165,7 @@ class Converger:
             action = outcome.action
             if outcome.status == "done" or (outcome.status == "unchanged" and action.sign == "-"):
                 ledger = ledger.after(action)
-            elif action in claims:
+            elif action in claims and outcome.status != "pending":  # a copy runs on: kept
                 ledger = ledger.without(action)
         ledger = ledger.with_orders({name: g.lifecycle.order for name, g in desired.items()})
         if ledger != self.ledger:
