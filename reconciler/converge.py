@@ -81,6 +81,15 @@ class PassResult:
         return tuple(o for o in self.outcomes if o.status in ("failed", "skipped"))
 
     @property
+    def waits(self) -> dict[str, str]:
+        """Guest -> why its boot waits: what `blocked` says, with the reason."""
+        waits = dict(self.plan.blocked)
+        for o in self.failed:
+            if o.action.guest is not None and o.action.guest not in waits:
+                waits[o.action.guest] = f"{o.action.describe()}: {o.error or 'skipped'}"
+        return waits
+
+    @property
     def blocked(self) -> frozenset[str]:
         """Guests whose boot waits: a fact it needs was not observed, or its host preparation
         failed this pass."""
@@ -99,12 +108,17 @@ class Converger:
         self._last_plan: tuple[tuple[object, ...], Plan] | None = None
 
     def observe_and_plan(
-        self, desired: Mapping[str, GuestSpec], supervised: frozenset[str] | None
+        self,
+        desired: Mapping[str, GuestSpec],
+        supervised: frozenset[str] | None,
+        between: frozenset[str] = frozenset(),
     ) -> PassResult:
         """Observe and plan, changing nothing. `supervised`: the guests this process runs, or
-        None for a command that runs none (their liveness then comes from boot records)."""
+        None for a command that runs none (their liveness then comes from boot records);
+        `between`: those of them between two boots (a reboot: the VM is kept, no process runs),
+        whose disks may be made ready for the next boot."""
         known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
-        live = supervised or frozenset()
+        live = (supervised or frozenset()) - between
         facts = self.host.observe(
             desired,
             self.ledger,
@@ -126,7 +140,7 @@ class Converger:
             bhyves = (table or list_processes(self.host.runner)).bhyves()
             foreign |= {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
         running = ours | frozenset(foreign)
-        ctx = replace(self._base, uplinks=self.config.bridges, running=running)
+        ctx = replace(self._base, uplinks=self.config.bridges, running=running, rebooting=between)
         plan = self._plan(desired, facts, ctx, taps)
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
@@ -143,10 +157,11 @@ class Converger:
         desired: Mapping[str, GuestSpec],
         supervised: frozenset[str] | None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        between: frozenset[str] = frozenset(),
     ) -> PassResult:
         """One whole pass: observe, plan, apply the host actions, settle the ledger. Guest
         starts and stops come back pending: they belong to the supervisors."""
-        seen = self.observe_and_plan(desired, supervised)
+        seen = self.observe_and_plan(desired, supervised, between)
         before = self.ledger
         claims = [a for a in seen.actions if a.creates and before.after(a) != before]
         ahead = before

@@ -23,10 +23,12 @@ from types import FrameType
 import structlog
 
 from reconciler.bhyve import BootCommands
+from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
 from reconciler.errors import DaemonError, ReconcilerError, SpecErrors
+from reconciler.host.copier import ImageCopier
 from reconciler.host.files import check_daemon_dirs, load_ledger, read_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
@@ -35,7 +37,7 @@ from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
-from reconciler.supervise import CommandRefused, GuestSupervisor
+from reconciler.supervise import BootWaits, CommandRefused, GuestSupervisor
 from reconciler.supervisors import Supervisors
 from reconciler.watch import ConfWatcher
 
@@ -64,7 +66,12 @@ class OperatorRequest:
     request: Request
 
 
-Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
+@dataclass(frozen=True)
+class PassWanted:
+    why: str  # a background copy ended; a boot waits for a pass to make its disks ready
+
+
+Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest | PassWanted
 
 
 class Daemon:
@@ -92,6 +99,7 @@ class Daemon:
         self._wall_offset = wall_clock() - clock()
         self._converger = Converger(host, config, load_ledger(config.state_dir))
         self._taps: Taps = {}  # the last pass's: boots between passes use them
+        self._gate = BootGate()  # a boot waits for the pass that makes its disks ready
         self._host_errors: tuple[str, ...] = ()
         self._stopping = False
         self._detach = False
@@ -120,6 +128,10 @@ class Daemon:
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
+            self.host.copier = ImageCopier(
+                on_done=lambda disk: self.wake.put(PassWanted(f"copied {disk}")),
+                retry_after=self.config.resync_interval,
+            )
             self.supervisors = self._make_supervisors()
             log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
             self.supervisors.adopt(self.confdir.scan().guests)  # the first pass logs problems
@@ -130,6 +142,9 @@ class Daemon:
             for part in (self._exits, self._watcher):
                 if part is not None:
                     part.stop()
+            if self.host.copier is not None:  # a cancelled copy leaves no temporary
+                self.host.copier.stop()
+                self.host.copier = None
             control.stop()
             lock.release()
         log.info("daemon.exited", detached=self._detach)
@@ -163,7 +178,7 @@ class Daemon:
         return min(deadlines)
 
     def _handle(self, item: Wake) -> None:
-        if isinstance(item, ConfChanged):
+        if isinstance(item, ConfChanged | PassWanted):
             self._pass_due = True
         elif isinstance(item, SignalEvent):
             self._on_signal(item.signum)
@@ -246,14 +261,16 @@ class Daemon:
         self._keep_watching()
         desired = self._scan()
         held = self.supervisors.holding_vms()
+        between = self.supervisors.between_boots()
         try:
-            result = self._converger.converge(desired, held, on_outcome=log_outcome)
+            result = self._converger.converge(desired, held, log_outcome, between)
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (f"observe: {exc}",)
             return
         self._taps = result.taps
         self._host_errors = result.errors
+        self._gate.note(desired, result.running - between, result.waits)
         for fact, error in result.facts.unobserved.items():
             log.error("host.observe_failed", fact=fact, error=error)
         self.supervisors.hand(desired, result.blocked | frozenset(result.foreign))
@@ -309,7 +326,12 @@ class Daemon:
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
         """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
-        its first disk."""
+        its first disk. Raises `BootWaits` while its disks or seed are not ready."""
+        wait = self._gate.why_wait(spec)
+        if wait is not None:
+            if wait.needs_pass:
+                self.wake.put(PassWanted(f"{spec.name} waits for it"))
+            raise BootWaits(wait.why)
         return next_boot(
             spec,
             taps=self._taps.get(spec.name, ()),

@@ -65,6 +65,7 @@ from reconciler.ledger import Ledger
 from reconciler.plan_disks import (
     disks_phase,
     guest_state_dir,
+    needs_preparation,
     seed_files,
     seed_image,
     uefi_vars_file,
@@ -100,6 +101,7 @@ __all__ = [
     "guest_dir",
     "guests_holding_taps",
     "host_phase",
+    "needs_preparation",
     "next_boot",
     "plan_actions",
     "plan_context",
@@ -123,6 +125,9 @@ class PlanContext:
     uplinks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     guests_dir: str = "/var/db/bhyve-reconciler/guests"
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
+    # Of `running`, those between two boots (a reboot keeps the VM, no process runs): their
+    # disks and seed may be made ready for the next boot.
+    rebooting: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,8 @@ def plan_actions(
     ctx = ctx or PlanContext()
     taps = allocate_taps(desired, facts.interfaces, ledger) if taps is None else taps
     guests = sorted(desired.values(), key=_boot_order)
-    disks = disks_phase(guests, facts, guests_dir=ctx.guests_dir, running=ctx.running)
+    busy = ctx.running - ctx.rebooting
+    disks = disks_phase(guests, facts, guests_dir=ctx.guests_dir, running=busy)
     steps = [
         *host_phase(guests, facts),
         *network_phases(guests, facts.interfaces, ledger, ctx.uplinks, taps),

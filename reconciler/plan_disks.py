@@ -75,6 +75,14 @@ def seed_image(guests_dir: str, guest: GuestSpec) -> str | None:
     return posixpath.join(guest_state_dir(guests_dir, guest.name), SEED_IMAGE)
 
 
+def needs_preparation(guest: GuestSpec) -> bool:
+    """Whether a pass may have something to make ready before the guest boots: a disk to
+    create, copy, clone or grow, or a cloud-init seed."""
+    return guest.cloud_init is not None or any(
+        d.size is not None or d.source is not None for d in guest.disks
+    )
+
+
 def seed_files(
     guests: Sequence[GuestSpec], guests_dir: str, running: frozenset[str]
 ) -> dict[str, tuple[str, str]]:

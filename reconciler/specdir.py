@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from reconciler.cloudfiles import (
+    Refs,
+    disk_warnings,
+    read_referenced,
+    referenced_paths,
+    signatures,
+)
 from reconciler.conflicts import Candidate, Claims, check_conflicts
 from reconciler.errors import SpecError
 from reconciler.guestfile import is_spec_file_name, parse_guest_text
@@ -59,6 +66,7 @@ class _Parsed:
     spec: GuestSpec | None
     errors: tuple[SpecError, ...]
     refused: bool = False
+    refs: Refs = ()  # the files its [cloud_init] reads, as stat saw them before the read
 
 
 def _file_state(parsed: _Parsed, *, accepted: bool) -> FileState:
@@ -84,7 +92,9 @@ class ConfDir:
     keep them under its own directory. `parses` counts files actually read and parsed.
     `claims` are things held outside the files, (kind, thing) -> guest (taps the reconciler
     allocated): a file that claims one for another guest is refused. The caller may replace
-    them; the next scan settles again when they changed.
+    them; the next scan settles again when they changed. A file is read again when a file its
+    `[cloud_init]` names changed too. `check_disks` (for `validate`) warns of disk images that
+    are missing or not raw and of sizes smaller than their disk.
     """
 
     def __init__(
@@ -94,8 +104,10 @@ class ConfDir:
         root: Path = Path("/"),
         euid: int | None = None,
         claims: Claims | None = None,
+        check_disks: bool = False,
     ) -> None:
         self.path = path
+        self.check_disks = check_disks
         self.root = root
         self.euid = os.geteuid() if euid is None else euid
         self.claims: Claims = MappingProxyType(dict(claims or {}))
@@ -163,7 +175,7 @@ class ConfDir:
         if not stat.S_ISREG(st.st_mode):
             return None
         cached = self._parsed.get(file)
-        if cached is not None and cached.signature == _signature(st):
+        if cached is not None and cached.signature == _signature(st) and self._same_refs(cached):
             return cached
         try:
             # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scan.
@@ -182,7 +194,23 @@ class ConfDir:
             raw = handle.read(MAX_TOML_BYTES + 1)
         self.parses += 1
         spec, errors = parse_guest_text(raw, file=file, stem=stem)
-        return _Parsed(_signature(st), spec, tuple(errors))
+        refs: Refs = ()
+        if spec is not None:
+            refs = signatures(referenced_paths(spec), self._root_prefix)
+            spec, errors = read_referenced(spec, self._root_prefix, self._refusal_of(file))
+        return _Parsed(_signature(st), spec, tuple(errors), refs=refs)
+
+    def _same_refs(self, parsed: _Parsed) -> bool:
+        """Whether the files a spec's [cloud_init] reads are as they were when it was read."""
+        paths = tuple(path for path, _signature in parsed.refs)
+        return not paths or signatures(paths, self._root_prefix) == parsed.refs
+
+    def _refusal_of(self, file: str) -> Callable[[os.stat_result], str | None]:
+        def refusal(st: os.stat_result) -> str | None:
+            refused = self._refusal(file, st)
+            return None if refused is None else refused.message
+
+        return refusal
 
     def _refusal(self, file: str, st: os.stat_result) -> SpecError | None:
         """Why a file others could have written is not trusted, as sshd treats authorized_keys."""
@@ -272,6 +300,8 @@ class ConfDir:
                 missing.append(
                     SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
                 )
+        if self.check_disks:
+            missing += disk_warnings(spec, self._root_prefix)
         return missing
 
     def _publish(

@@ -62,7 +62,15 @@ from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
 
 State = Literal[
-    "running", "starting", "stopping", "stopped", "powered-off", "crash-loop", "held", "error"
+    "running",
+    "starting",
+    "waiting",
+    "stopping",
+    "stopped",
+    "powered-off",
+    "crash-loop",
+    "held",
+    "error",
 ]
 Desired = Literal["running", "stopped", "removed", "shutdown"]
 OffReason = Literal["stopped", "powered-off", "held", "error"]
@@ -75,6 +83,12 @@ LIVE_STATES: frozenset[State] = frozenset({"running", "starting", "stopping"})
 
 class CommandRefused(ReconcilerError):
     """An operator command that the guest's file or state does not allow."""
+
+
+class BootWaits(ReconcilerError):
+    """What `prepare_boot` raises when the boot cannot begin yet (its disk is being copied from
+    an image, its image is missing): the guest waits, with no backoff, and tries again at the
+    next poll after a pass."""
 
 
 class BootPlan(Protocol):
@@ -162,6 +176,7 @@ class Due:
     at: float
     crash: bool = False  # the crash backoff is running (state crash-loop)
     reboot: bool = False  # the guest rebooted itself: its VM is kept for the loader
+    waiting: str | None = None  # why the boot waits for a pass (BootWaits): no timer runs
 
 
 @dataclass(frozen=True)
@@ -318,6 +333,13 @@ class GuestSupervisor:
         return isinstance(phase, Live | Stopping) or (isinstance(phase, Due) and phase.reboot)
 
     @property
+    def between_boots(self) -> bool:
+        """It rebooted itself and keeps its VM for the next boot, but no process of it runs:
+        its disks may be made ready for that boot."""
+        phase = self._phase
+        return isinstance(phase, Due) and phase.reboot
+
+    @property
     def steady(self) -> bool:
         """Running with nothing pending: its exit arrives as an event, nothing else is due."""
         phase = self._phase
@@ -332,7 +354,7 @@ class GuestSupervisor:
         if isinstance(phase, Stopping):
             return phase.deadline
         if isinstance(phase, Due):
-            return phase.at
+            return phase.at if phase.waiting is None else None
         if isinstance(phase, Live) and phase.pid is None:
             return self._look_at
         return None
@@ -357,7 +379,9 @@ class GuestSupervisor:
             boots=self._boots,
             last_exit=None if exit is None else exit.shell_status,
             last_exit_meaning=None if exit is None else exit.meaning,
-            next_restart_at=self._wall(phase.at) if isinstance(phase, Due) else None,
+            next_restart_at=self._wall(phase.at)
+            if isinstance(phase, Due) and phase.waiting is None
+            else None,
             last_error=self._last_error,
             file=self._spec.source if self._spec is not None else None,
             spec_error=self.file_problem,
@@ -472,6 +496,9 @@ class GuestSupervisor:
                 self._ops.destroy()  # stale: no bhyve of ours runs for it
             plan = self._prepare_boot(spec)
             shim_pid = self._ops.spawn(plan, spec)
+        except BootWaits as exc:
+            self._wait(now, str(exc), reboot=reboot)
+            return
         except (ReconcilerError, OSError) as exc:
             self._last_error = str(exc)
             self._log.error("guest.boot_failed", guest=self.name, error=str(exc))
@@ -492,6 +519,15 @@ class GuestSupervisor:
             loader=plan.loader[0] if plan.loader else "none",
             shim_pid=shim_pid,
         )
+
+    def _wait(self, now: float, why: str, *, reboot: bool) -> None:
+        """The boot waits for what a pass prepares; a rebooting guest keeps its VM meanwhile."""
+        phase = self._phase
+        if isinstance(phase, Due) and phase.waiting == why:
+            return
+        self._phase = Due(now, reboot=reboot, waiting=why)
+        self._last_error = why
+        self._log.info("guest.waiting", guest=self.name, reason=why)
 
     def _watch(self, now: float) -> None:
         """Look at the live boot: has bhyve started, has the boot ended, is a timer due?"""
@@ -718,6 +754,8 @@ def _state_of(phase: Phase) -> State:
     if isinstance(phase, Off):
         return phase.why
     if isinstance(phase, Due):
+        if phase.waiting is not None:
+            return "waiting"
         return "crash-loop" if phase.crash else "starting"
     if isinstance(phase, Stopping):
         return "stopping"

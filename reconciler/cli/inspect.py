@@ -27,7 +27,7 @@ EXIT_PENDING = 2
 
 
 def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
-    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root).scan()
+    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root, check_disks=True).scan()
     by_file: dict[str, list[SpecError]] = {}
     for problem in snapshot.problems:
         by_file.setdefault(problem.file, []).append(problem)
