@@ -59,6 +59,7 @@ class PassResult:
     plan: Plan
     running: frozenset[str]  # guests with a live bhyve (or loader), ours or not
     foreign: Mapping[str, int] = field(default_factory=dict)  # guest -> a bhyve not ours
+    held: frozenset[str] = frozenset()  # off and held by an operator's `stop`
     outcomes: tuple[Outcome, ...] = ()
     errors: tuple[str, ...] = ()  # for status and the log: unobserved facts, failed actions,
     # waiting and foreign guests
@@ -129,9 +130,10 @@ class Converger:
         taps = allocate_taps(desired, facts.interfaces, self.ledger)
         table: ProcessTable | None = None
         ours = supervised or frozenset()
+        held: frozenset[str] = frozenset()
         if supervised is None and recorded_guests(self.config.run_dir):
             table = list_processes(self.host.runner)
-            ours = self._live_from_records(table)
+            ours, held = self._from_records(table)
         unaccounted = (facts.vms or frozenset()) & known - ours
         # A VM whose tap some process holds open runs; the others need the process listing.
         foreign = guests_holding_taps(facts, self.ledger, taps, sorted(unaccounted))
@@ -140,7 +142,9 @@ class Converger:
             bhyves = (table or list_processes(self.host.runner)).bhyves()
             foreign |= {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
         running = ours | frozenset(foreign)
-        ctx = replace(self._base, uplinks=self.config.bridges, running=running, rebooting=between)
+        ctx = replace(
+            self._base, uplinks=self.config.bridges, running=running, held=held, rebooting=between
+        )
         plan = self._plan(desired, facts, ctx, taps)
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
@@ -150,7 +154,7 @@ class Converger:
             "stop it there and the reconciler takes over"
             for name, pid in sorted(foreign.items())
         ]
-        return PassResult(facts, plan, running, foreign, errors=tuple(errors))
+        return PassResult(facts, plan, running, foreign, held, errors=tuple(errors))
 
     def converge(
         self,
@@ -199,10 +203,12 @@ class Converger:
             return False
         return True
 
-    def _live_from_records(self, table: ProcessTable) -> frozenset[str]:
+    def _from_records(self, table: ProcessTable) -> tuple[frozenset[str], frozenset[str]]:
         """Guests whose boot record shows a live shim, loader or bhyve (checked against the
-        process listing, so a stale record's reused pid is not taken for a guest)."""
+        process listing, so a stale record's reused pid is not taken for a guest), and those
+        an operator's `stop` holds."""
         live = set()
+        held = set()
         for name in recorded_guests(self.config.run_dir):
             ops = ShimGuestOps(
                 name,
@@ -211,9 +217,12 @@ class Converger:
                 vmm_dir=self.host.host_path(self.config.vmm_dir),
                 processes=lambda: table,
             )
-            if boot_is_live(ops.trusted(ops.record()), ops.alive):
+            rec = ops.record()
+            if boot_is_live(ops.trusted(rec), ops.alive):
                 live.add(name)
-        return frozenset(live)
+            elif rec.outcome == "held":
+                held.add(name)
+        return frozenset(live), frozenset(held)
 
     def _plan(
         self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext, taps: Taps

@@ -27,9 +27,15 @@ from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
-from reconciler.errors import DaemonError, ReconcilerError, SpecErrors
+from reconciler.errors import DaemonError, NotReady, ReconcilerError, SpecErrors
 from reconciler.host.copier import ImageCopier
-from reconciler.host.files import check_daemon_dirs, load_ledger, read_config
+from reconciler.host.files import (
+    AcceptedStore,
+    load_accepted,
+    load_ledger,
+    private_dirs,
+    read_config,
+)
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
 from reconciler.plan import Taps, next_boot, plan_context
@@ -37,7 +43,7 @@ from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
-from reconciler.supervise import BootWaits, CommandRefused, GuestSupervisor
+from reconciler.supervise import CommandRefused, GuestSupervisor
 from reconciler.supervisors import Supervisors
 from reconciler.watch import ConfWatcher
 
@@ -92,7 +98,9 @@ class Daemon:
         self.clock = clock
         self.wall_clock = wall_clock
         self.wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
-        self.confdir = ConfDir(config.conf_dir, root=host.root)
+        accepted = load_accepted(config.state_dir)
+        self._accepted = AcceptedStore(config.state_dir, accepted)
+        self.confdir = ConfDir(config.conf_dir, root=host.root, accepted=accepted)
         self.snapshot: ConfSnapshot | None = None
         self.passes = 0
         self.started_at = wall_clock()
@@ -121,10 +129,10 @@ class Daemon:
         lock = DaemonLock(self.config.run_dir)
         control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
         try:
-            check_daemon_dirs(self.config)
+            private_dirs(self.config)
             lock.acquire()
             control.start()
-            self._watcher = self._start_watcher()
+            self._keep_watching()
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
@@ -151,24 +159,34 @@ class Daemon:
         return 0
 
     def _loop(self) -> None:
+        wait = False
         while True:
-            if self._detach or (self._stopping and self.supervisors.settled):
-                self._write_status()
-                return
+            # What is queued comes first: a SIGTERM that arrived during start-up stops the
+            # guests before any pass could boot one.
             now = self.clock()
-            if not self._stopping and (self._pass_due or now >= self._next_resync):
-                self.reconcile()
-                continue
-            items: list[Wake] = []
-            with contextlib.suppress(queue.Empty):
-                items.append(self.wake.get(timeout=max(0.0, self._next_wake(now) - now)))
-                while True:
-                    items.append(self.wake.get_nowait())
+            items = self._take(max(0.0, self._next_wake(now) - now) if wait else None)
             named = {i.name for i in items if isinstance(i, GuestEvent)}
             for item in items:
                 self._handle(item)
-            self._pass_due |= self.supervisors.poll(named)
-            self._write_status()
+            if items or wait:
+                self._pass_due |= self.supervisors.poll(named)
+                self._write_status()
+            if self._detach or (self._stopping and self.supervisors.settled):
+                self._write_status()
+                return
+            wait = self._stopping or not (self._pass_due or self.clock() >= self._next_resync)
+            if not wait:
+                self.reconcile()
+
+    def _take(self, timeout: float | None) -> list[Wake]:
+        """Every queued wake-up; with a timeout, wait that long for the first."""
+        items: list[Wake] = []
+        with contextlib.suppress(queue.Empty):
+            if timeout is not None:
+                items.append(self.wake.get(timeout=timeout))
+            while True:
+                items.append(self.wake.get_nowait())
+        return items
 
     def _next_wake(self, now: float) -> float:
         deadlines = [now + self.timings.max_sleep]
@@ -259,17 +277,19 @@ class Daemon:
         self.passes += 1
         self.supervisors.new_round()
         self._keep_watching()
+        self.confdir.claims = self._converger.ledger.tap_claims()
         desired = self._scan()
+        problems = self._accepted.keep(desired, lambda name: self.supervisors.get(name) is None)
         held = self.supervisors.holding_vms()
         between = self.supervisors.between_boots()
         try:
             result = self._converger.converge(desired, held, log_outcome, between)
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
-            self._host_errors = (f"observe: {exc}",)
+            self._host_errors = (*problems, f"observe: {exc}")
             return
         self._taps = result.taps
-        self._host_errors = result.errors
+        self._host_errors = (*problems, *result.errors)
         self._gate.note(desired, result.running - between, result.waits)
         for fact, error in result.facts.unobserved.items():
             log.error("host.observe_failed", fact=fact, error=error)
@@ -288,10 +308,12 @@ class Daemon:
         return snapshot.guests
 
     def _keep_watching(self) -> None:
-        """conf_dir removed, renamed or swapped (a symlink to a new checkout): watch anew."""
-        if self._watcher is None or self._watcher.is_alive():
-            return
-        self._watcher.stop()
+        """conf_dir removed, renamed or swapped (a symlink to a new checkout): watch anew. Until
+        it can be watched, the resync is the only way its changes are seen."""
+        if self._watcher is not None:
+            if self._watcher.is_alive():
+                return
+            self._watcher.stop()
         try:
             self._watcher = self._start_watcher()
             log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
@@ -326,15 +348,23 @@ class Daemon:
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
         """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
-        its first disk. Raises `BootWaits` while its disks or seed are not ready."""
+        its first disk. `NotReady` while the pass has not made what the reconciler creates for
+        it (its taps, its disks, copied, cloned or grown, its seed): it then waits for the next
+        pass, with no backoff."""
+        taps = self._taps.get(spec.name)
+        if taps is None or len(taps) != len(spec.nics):
+            raise NotReady("waiting for a pass to set up its taps")
         wait = self._gate.why_wait(spec)
         if wait is not None:
             if wait.needs_pass:
                 self.wake.put(PassWanted(f"{spec.name} waits for it"))
-            raise BootWaits(wait.why)
+            raise NotReady(wait.why)
+        for disk in spec.disks:
+            if disk.size is not None and not self.host.host_path(disk.device).exists():
+                raise NotReady(f"waiting for its disk {disk.device} to be created")
         return next_boot(
             spec,
-            taps=self._taps.get(spec.name, ()),
+            taps=taps,
             ctx=plan_context(self.config),
             first_disk_bootable=self.host.first_disk_bootable(spec),
         )

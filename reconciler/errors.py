@@ -5,6 +5,7 @@
     ├── SpecErrors           every problem of the daemon config at once
     │   └── ConflictError    two spec files claim the same name, tap, disk or console
     ├── HostCommandError     a host command exited non-zero (argv, exit status, stderr)
+    ├── NotReady             a guest cannot boot yet (a disk not there yet): it waits, no backoff
     ├── HostRefused          the host cannot be touched from here (not FreeBSD, no --simulate)
     ├── StateError           a file the daemon keeps (ledger, accepted specs) is damaged or newer
     └── DaemonError          no daemon answers on run_dir, or a second one would start
@@ -55,6 +56,11 @@ class HostCommandError(ReconcilerError):
         self.stderr = stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         super().__init__(f"{' '.join(self.argv)}: exit status {status}: {detail}")
+
+
+class NotReady(ReconcilerError):
+    """A guest cannot boot yet for a reason the next pass may remove (its disk is not created
+    yet, its image has not arrived): it waits without crash backoff."""
 
 
 class HostRefused(ReconcilerError):

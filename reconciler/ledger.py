@@ -50,6 +50,11 @@ class Ledger:
         names = [n for n, c in self.interfaces.items() if c.guest == guest and c.kind == "tap"]
         return sorted(names, key=_tap_number)
 
+    def tap_claims(self) -> dict[tuple[str, str], str]:
+        """Every allocated tap as a claim, ("tap", name) -> guest: a file that names another
+        guest's allocated tap as its own is refused, as for an explicit one."""
+        return {("tap", n): c.guest for n, c in self.interfaces.items() if c.kind == "tap"}
+
     def owners(self) -> set[str]:
         """Every guest that something on the host still belongs to."""
         owners = {c.guest for c in self.interfaces.values()}

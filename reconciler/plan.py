@@ -125,6 +125,7 @@ class PlanContext:
     uplinks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     guests_dir: str = "/var/db/bhyve-reconciler/guests"
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
+    held: frozenset[str] = frozenset()  # guests an operator stopped and holds: not started
     # Of `running`, those between two boots (a reboot keeps the VM, no process runs): their
     # disks and seed may be made ready for the next boot.
     rebooting: frozenset[str] = frozenset()
@@ -267,7 +268,7 @@ def plan_actions(
     actions += [
         *stop_phase(stops, desired, ledger),
         *(s.action for s in vm_steps),
-        *start_phase(guests, ctx.running, blocked, [*steps, *vm_steps]),
+        *start_phase(guests, ctx.running | ctx.held, blocked, [*steps, *vm_steps]),
         *undo_phase(guests, facts.interfaces, ledger, ctx, taps, stops, moved),
     ]
     return Plan(actions=tuple(actions), taps=taps, blocked=blocked, warnings=tuple(warnings))

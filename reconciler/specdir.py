@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from reconciler.accepted import Accepted
 from reconciler.cloudfiles import (
     Refs,
     disk_warnings,
@@ -92,7 +93,10 @@ class ConfDir:
     keep them under its own directory. `parses` counts files actually read and parsed.
     `claims` are things held outside the files, (kind, thing) -> guest (taps the reconciler
     allocated): a file that claims one for another guest is refused. The caller may replace
-    them; the next scan settles again when they changed. A file is read again when a file its
+    them; the next scan settles again when they changed. `accepted` is what was accepted
+    before this process (state_dir): each guest's spec and the file that owns its name, so a
+    file that is broken, refused or untrusted now keeps its guest on that spec, and a refused
+    duplicate stays refused, across daemon restarts. A file is read again when a file its
     `[cloud_init]` names changed too. `check_disks` (for `validate`) warns of disk images that
     are missing or not raw and of sizes smaller than their disk.
     """
@@ -104,6 +108,7 @@ class ConfDir:
         root: Path = Path("/"),
         euid: int | None = None,
         claims: Claims | None = None,
+        accepted: Mapping[str, Accepted] | None = None,
         check_disks: bool = False,
     ) -> None:
         self.path = path
@@ -116,9 +121,13 @@ class ConfDir:
         # The claims of the last settlement; None before the first.
         self._settled_claims: Claims | None = None
         self._parsed: dict[str, _Parsed] = {}
-        self._last_good: dict[str, GuestSpec] = {}
+        seed = dict(accepted or {})
+        self._last_good: dict[str, GuestSpec] = {a.file: a.spec for a in seed.values()}
         self._previous: ConfSnapshot = ConfSnapshot(
-            guests=MappingProxyType({}), problems=(), files=MappingProxyType({}), generation=0
+            guests=MappingProxyType({name: a.spec for name, a in seed.items()}),
+            problems=(),
+            files=MappingProxyType({}),
+            generation=0,
         )
 
     @property
@@ -128,6 +137,11 @@ class ConfDir:
 
     def scan(self) -> ConfSnapshot:
         """Re-read what changed and return the new desired set with every problem."""
+        distrust = self._distrust()
+        if distrust is not None:
+            # Anyone could have written what is there now: change nothing until it is fixed.
+            problem = SpecError(str(self.path), _DIR_KEY, distrust)
+            return self._publish(self._previous.guests, [problem], self._previous.files)
         try:
             names = sorted(
                 entry.name for entry in os.scandir(self.path) if is_spec_file_name(entry.name)
@@ -212,20 +226,32 @@ class ConfDir:
 
         return refusal
 
+    def _distrust(self) -> str | None:
+        """Why conf_dir itself cannot be trusted now (checked every scan, one stat): a
+        directory others may write lets them remove a spec (stopping its guest) or drop one in
+        (running a guest as root)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None  # reported as a listing failure
+        why = _loose(st, self.euid)
+        if why is None:
+            return None
+        return f"refused: the directory {why}; no change in it is followed until it is fixed"
+
     def _refusal(self, file: str, st: os.stat_result) -> SpecError | None:
-        """Why a file others could have written is not trusted, as sshd treats authorized_keys."""
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return SpecError(
-                file,
-                FILE_KEY,
-                f"refused: mode {mode:04o} lets group or others write it (chmod go-w)",
-            )
-        if self.euid == 0 and st.st_uid != 0:
-            return SpecError(
-                file, FILE_KEY, f"refused: owned by uid {st.st_uid}, not root (chown root)"
-            )
-        return None
+        """Why a file others could have written is not trusted, as sshd treats authorized_keys.
+        A symlinked spec is judged as its link (who owns it), its target, and the target's
+        directory (who could replace the target)."""
+        why = _loose(st, self.euid)
+        if why is None:
+            try:
+                link = os.lstat(file)
+                if stat.S_ISLNK(link.st_mode):
+                    why = _link_problem(file, link, self.euid)
+            except OSError as exc:
+                why = f"cannot be checked: {exc.strerror}"
+        return None if why is None else SpecError(file, FILE_KEY, f"refused: {why}")
 
     def _resolve(self, current: Mapping[str, _Parsed]) -> ConfSnapshot:
         """Settle conflicts, fall back to last good specs, and publish the result."""
@@ -320,3 +346,20 @@ class ConfDir:
         )
         self._previous = snapshot
         return snapshot
+
+
+def _loose(st: os.stat_result, euid: int) -> str | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"mode {mode:04o} lets group or others write it (chmod go-w)"
+    if euid == 0 and st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root (chown root)"
+    return None
+
+
+def _link_problem(file: str, link: os.stat_result, euid: int) -> str | None:
+    if euid == 0 and link.st_uid != 0:
+        return f"the symlink is owned by uid {link.st_uid}, not root"
+    target_dir = os.path.dirname(os.path.realpath(file))
+    why = _loose(os.stat(target_dir), euid)
+    return None if why is None else f"its target's directory {target_dir}: {why}"

@@ -11,11 +11,12 @@ import json
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from reconciler.cli.context import Context, open_host
 from reconciler.converge import Converger
-from reconciler.errors import SpecError
-from reconciler.host.files import load_ledger
+from reconciler.errors import SpecError, StateError
+from reconciler.host.files import load_accepted, load_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome
 from reconciler.host.runner import SubprocessRunner
 from reconciler.plan import allocate_taps, next_boot, plan_context
@@ -26,8 +27,30 @@ EXIT_ERROR = 1
 EXIT_PENDING = 2
 
 
+def conf_dir(
+    ctx: Context, root: Path | None = None, *, strict: bool = True, check_disks: bool = False
+) -> ConfDir:
+    """conf_dir as the daemon judges it: seeded with what it accepted before (a broken file
+    keeps its guest's spec; a refused duplicate stays refused) and the taps it allocated.
+    With `strict` off, state this user cannot read is left out (validate as non-root)."""
+    try:
+        accepted = load_accepted(ctx.config.state_dir)
+        claims = load_ledger(ctx.config.state_dir).tap_claims()
+    except StateError:
+        if strict:
+            raise
+        accepted, claims = {}, {}
+    return ConfDir(
+        ctx.config.conf_dir,
+        root=root or ctx.root,
+        accepted=accepted,
+        claims=claims,
+        check_disks=check_disks,
+    )
+
+
 def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
-    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root, check_disks=True).scan()
+    snapshot = conf_dir(ctx, strict=False, check_disks=True).scan()
     by_file: dict[str, list[SpecError]] = {}
     for problem in snapshot.problems:
         by_file.setdefault(problem.file, []).append(problem)
@@ -53,7 +76,7 @@ def report_problems(problems: Sequence[SpecError]) -> None:
 
 
 def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
-    snapshot = ConfDir(ctx.config.conf_dir, root=ctx.root).scan()
+    snapshot = conf_dir(ctx).scan()
     guest = snapshot.guests.get(args.name)
     if guest is None:
         report_problems(snapshot.errors)
@@ -80,7 +103,7 @@ def cmd_commands(ctx: Context, args: argparse.Namespace) -> int:
 
 def _converger(ctx: Context) -> tuple[Converger, ConfSnapshot]:
     host = open_host(ctx)
-    snapshot = ConfDir(ctx.config.conf_dir, root=host.root).scan()
+    snapshot = conf_dir(ctx, host.root).scan()
     report_problems(snapshot.problems)
     return Converger(host, ctx.config, load_ledger(ctx.config.state_dir)), snapshot
 
@@ -90,6 +113,11 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     result = converger.observe_and_plan(snapshot.guests, supervised=None)
     report_host_errors(result.errors)
     actions = result.actions
+    held = sorted(
+        name
+        for name in result.held
+        if (g := snapshot.guests.get(name)) is not None and g.lifecycle.state == "running"
+    )
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
     elif not actions and result.complete:
@@ -97,6 +125,9 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for action in actions:
             print(action.describe())
+    if not args.json:
+        for name in held:
+            print(f"= {name} held by stop (`bhyve-reconciler start {name}` boots it)")
     if not result.complete:
         return EXIT_ERROR
     return EXIT_PENDING if actions else EXIT_OK

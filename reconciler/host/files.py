@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from reconciler.accepted import Accepted, parse, render
 from reconciler.config import DaemonConfig, parse_config
-from reconciler.errors import DaemonError, SpecError, SpecErrors, StateError
+from reconciler.errors import SpecError, SpecErrors, StateError
 from reconciler.ledger import LEDGER_FILE, Ledger, ledger_from_json, ledger_to_json
+from reconciler.spec import GuestSpec
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
@@ -106,21 +108,88 @@ def read_config(path: Path) -> DaemonConfig:
     return config
 
 
-def check_daemon_dirs(config: DaemonConfig) -> None:
-    """run_dir and state_dir exist and are private (0700); conf_dir exists and only root can
-    write it, since what is there runs as root."""
+def private_dirs(config: DaemonConfig) -> None:
+    """run_dir and state_dir exist and are private (0700). (conf_dir's trust is checked on
+    every scan: a loose conf_dir freezes what the files say, it does not stop the daemon.)"""
     for d in (config.run_dir, config.state_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(d, 0o700)
+
+
+ACCEPTED_DIR = "accepted"
+ACCEPTED_RECOVERY = (
+    "fix or remove that file (the guest then follows its file in conf_dir as it stands; a "
+    "guest whose file is broken would not keep its last good spec)"
+)
+
+
+def load_accepted(state_dir: Path) -> dict[str, Accepted]:
+    """Every guest's accepted entry; a `StateError` naming the file when one is damaged."""
+    directory = state_dir / ACCEPTED_DIR
     try:
-        st = os.stat(config.conf_dir)
+        names = sorted(p.name for p in directory.iterdir() if p.name.endswith(".toml"))
     except FileNotFoundError:
-        raise DaemonError(f"conf_dir {config.conf_dir} does not exist") from None
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise DaemonError(
-            f"conf_dir {config.conf_dir} is writable by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}): anyone who can write there can run "
-            "guests as root; chmod go-w it"
-        )
-    if os.geteuid() == 0 and st.st_uid != 0:
-        raise DaemonError(f"conf_dir {config.conf_dir} is not owned by root")
+        return {}
+    entries: dict[str, Accepted] = {}
+    for file_name in names:
+        name = file_name[: -len(".toml")]
+        entry = read_accepted(directory / file_name, name)
+        if entry is not None:
+            entries[name] = entry
+    return entries
+
+
+def read_accepted(path: Path, name: str) -> Accepted | None:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(path, f"cannot read the accepted spec: {exc}", ACCEPTED_RECOVERY) from exc
+    try:
+        return parse(name, text)
+    except ValueError as exc:
+        raise StateError(path, f"the accepted spec is damaged: {exc}", ACCEPTED_RECOVERY) from exc
+
+
+def save_accepted(state_dir: Path, entry: Accepted) -> None:
+    """Durably, before the daemon acts on it; raises OSError (a full disk) with the old kept."""
+    path = state_dir / ACCEPTED_DIR / f"{entry.spec.name}.toml"
+    write_atomic(path, render(entry), mode=0o600)
+
+
+def forget_accepted(state_dir: Path, name: str) -> None:
+    (state_dir / ACCEPTED_DIR / f"{name}.toml").unlink(missing_ok=True)
+
+
+class AcceptedStore:
+    """The accepted specs in state_dir, written ahead of the daemon acting on them.
+
+    A guest's entry is rewritten when its accepted spec changes, and removed once its file is
+    absent and nothing of it is left running (`gone(name)`), so a daemon killed while a
+    removed guest stops still knows how to stop it (its stop_timeout)."""
+
+    def __init__(self, state_dir: Path, entries: Mapping[str, Accepted]) -> None:
+        self.state_dir = state_dir
+        self._saved: dict[str, GuestSpec] = {name: e.spec for name, e in entries.items()}
+
+    def keep(self, guests: Mapping[str, GuestSpec], gone: Callable[[str], bool]) -> list[str]:
+        """Persist what changed; the errors of writes that failed (retried next time)."""
+        errors = []
+        for name, spec in guests.items():
+            if self._saved.get(name) == spec:
+                continue
+            try:
+                save_accepted(self.state_dir, Accepted(spec.source, spec))
+            except OSError as exc:
+                errors.append(f"cannot write the accepted spec of {name}: {exc.strerror}")
+                continue
+            self._saved[name] = spec
+        for name in [n for n in self._saved if n not in guests and gone(n)]:
+            try:
+                forget_accepted(self.state_dir, name)
+            except OSError as exc:
+                errors.append(f"cannot remove the accepted spec of {name}: {exc.strerror}")
+                continue
+            del self._saved[name]
+        return errors

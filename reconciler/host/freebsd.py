@@ -306,16 +306,26 @@ class FreeBSDHost:
         raise ActionDeferred(f"{action.path}: copying in the background")
 
     def _create_disk(self, action: CreateDiskFile) -> bool:
+        """A sparse image of its full size under a temporary name, then linked into place:
+        the image's name never holds a half-made file (a failed ftruncate, EFBIG or ENOSPC,
+        would leave a 0-byte one that the next pass takes as the disk), and link(2) never
+        replaces a file that appeared meanwhile."""
         target = self.host_path(action.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+        if target.exists():
             return False  # never over an existing image
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.creating")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, action.size)  # sparse, like truncate -s
+            try:
+                os.ftruncate(fd, action.size)  # sparse, like truncate -s
+            finally:
+                os.close(fd)
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
         finally:
-            os.close(fd)
+            tmp.unlink(missing_ok=True)
         return True
 
     def _copy_file(self, action: CopyFile) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
+from reconciler.accepted import Accepted, parse, render
 from reconciler.errors import HostCommandError
 from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner
@@ -29,6 +30,7 @@ from reconciler.supervise import BootPlan, BootRecord
 
 GUESTS_SUBDIR = "guests"
 BOOT_LOG = "boot.log"
+BOOTED = "booted.toml"
 _RECORDS = ("shim.pid", "loader.pid", "bhyve.pid", "exit", "outcome")
 
 
@@ -110,8 +112,19 @@ class ShimGuestOps:
     def watch(self, pid: int) -> None:
         self._on_watch(pid, self.name)
 
+    def booted(self) -> GuestSpec | None:
+        """The spec the live boot was started with (written before its shim started); None
+        when there is none, or it cannot be read back (then the accepted spec stands in)."""
+        try:
+            text = (self.dir / BOOTED).read_bytes().decode("utf-8")
+            return parse(self.name, text).spec
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+
     def spawn(self, boot: BootPlan, spec: GuestSpec) -> int:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Before the boot exists: a daemon that adopts it compares this with the accepted spec.
+        write_atomic(self.dir / BOOTED, render(Accepted(spec.source, spec)))
         for path, content in boot.files:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             write_atomic(Path(path), content)

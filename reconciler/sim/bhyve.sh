@@ -1,10 +1,15 @@
 # Simulated bhyve(8): the long-running part of one guest, exec'd by the bhyve tool once the
 # VM, its taps and its pid are set up. $1 is the guest's directory under ROOT/.sim/guests.
-# A command (bhyvectl, a test's guest_do) writes an exit status to $1/cmd, then sends SIGUSR1.
+# A command (bhyvectl, a test's guest_do) writes an exit status to $1/cmd, optionally followed
+# by lines bhyve prints on stderr, then sends SIGUSR1.
 # SIGTERM is the ACPI power button: the guest powers off (exit 1) unless $1/noacpi exists.
+# Whenever the guest ends on its own it records its status in $1/exit: the VM's vCPUs are then
+# suspended (vmexit_suspend), which is what lets a loader vm_reinit() it. A SIGKILL leaves no
+# record, as a killed bhyve leaves its vCPUs active.
 dir=$1
 
 finish() {
+	echo "$1" > "$dir/exit"
 	owner=
 	read -r owner < "$dir/pid" 2>/dev/null
 	if [ "$owner" = "$$" ]; then rm -f "$dir/pid"; fi
@@ -19,7 +24,14 @@ power_button() {
 
 on_command() {
 	status=4
-	if [ -r "$dir/cmd" ]; then read -r status < "$dir/cmd"; fi
+	if [ -r "$dir/cmd" ]; then
+		{
+			read -r status
+			while IFS= read -r line; do
+				if [ -n "$line" ]; then printf '%s\n' "$line" >&2; fi
+			done
+		} < "$dir/cmd"
+	fi
 	rm -f "$dir/cmd"
 	finish "$status"
 }

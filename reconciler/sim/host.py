@@ -1,9 +1,10 @@
 """`SimulatedHost`: lays out a simulated FreeBSD host in a directory and lets tests drive it.
 
 Owns the on-disk layout (ROOT/bin wrappers, ROOT/dev, firmware, ROOT/.sim state) and the
-test-side controls: the command log, fault injection, inspection of the state and guest
-control. It never plays a tool itself; the tools are the wrappers in `bin_dir`, run through
-PATH exactly as the FreeBSD driver runs FreeBSD's.
+test-side controls: the command log, fault injection, inspection of the state, and the host's
+settings (release, memory, zvol node timing). Guest and loader controls are in controls.py. It
+never plays a tool itself; the tools are the wrappers in `bin_dir`, run through PATH exactly as
+the FreeBSD driver runs FreeBSD's.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.facts import Interface, InterfaceKind
 from reconciler.sim import state as st
-from reconciler.sim.vm import EXIT_STATUS, tell_guest
+from reconciler.sim.controls import GuestControls
+from reconciler.sim.procs import bhyve_pid
 
 TOOLS = (
     "kldstat",
@@ -33,6 +34,7 @@ TOOLS = (
     "grub-bhyve",
     "bhyve",
     "ps",
+    "makefs",
 )
 FIRMWARE = ("BHYVE_UEFI.fd", "BHYVE_UEFI_VARS.fd")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
@@ -46,7 +48,7 @@ class CommandRecord:
     status: int | None
 
 
-class SimulatedHost:
+class SimulatedHost(GuestControls):
     """A FreeBSD host at the command boundary, kept in `root`."""
 
     def __init__(self, root: Path) -> None:
@@ -58,8 +60,23 @@ class SimulatedHost:
 
     # -- set-up -----------------------------------------------------------------------------
 
-    def setup(self, physical: Sequence[str] = ("igb0", "em0")) -> SimulatedHost:
-        """Create the layout and, on first use only, a fresh host's state."""
+    def setup(
+        self,
+        physical: Sequence[str] = ("igb0", "em0"),
+        *,
+        release: str = st.DEFAULT_RELEASE,
+        compiled_in: Sequence[str] = st.GENERIC_DEVICES,
+        physmem: int = st.DEFAULT_PHYSMEM,
+    ) -> SimulatedHost:
+        """Create the layout and, on first use only, a fresh host's state.
+
+        `release` is kern.osrelease, which release-dependent behaviours follow; `compiled_in`
+        names the devices of if_tuntap, if_bridge and nmdm the kernel has built in (GENERIC:
+        if_tuntap only); `physmem` is hw.physmem, the memory guests' VMs draw on.
+        """
+        unknown = set(compiled_in) - set(st.OPTIONAL_DEVICES)
+        if unknown:
+            raise ValueError(f"setup: no such optional device: {', '.join(sorted(unknown))}")
         for directory in (
             self.bin_dir,
             self.vmm_dir,
@@ -77,15 +94,22 @@ class SimulatedHost:
         if not (self._sim_dir / "state").exists():
             with open(self._sim_dir / "lock", "a"):
                 pass
-            st.write_state(str(self._sim_dir), st.default_state(tuple(physical)))
+            state = st.default_state(tuple(physical), release, tuple(compiled_in), physmem)
+            st.write_state(str(self._sim_dir), state)
+        else:
+            with st.Store(str(self.root)) as store:
+                st.upgrade_state(store.state)
+                store.dirty = True
         self._log.touch()
         return self
 
     def _write_wrapper(self, tool: str) -> None:
         # -S: no site-packages to scan; -E: PYTHONDONTWRITEBYTECODE would otherwise make
-        # every tool run recompile the sim's modules.
+        # every tool run recompile the sim's modules. makefs alone needs site-packages, for
+        # pycdlib.
+        flags = "-E" if tool == "makefs" else "-SE"
         text = (
-            f"#!{sys.executable} -SE\n"
+            f"#!{sys.executable} {flags}\n"
             "import sys\n"
             f"sys.path.insert(0, {_PACKAGE_PARENT!r})\n"
             "from reconciler.sim.tools import main\n"
@@ -109,6 +133,41 @@ class SimulatedHost:
     def path(self, host_path: str) -> Path:
         """Where the FreeBSD path `host_path` lives in this sim (`/vm/a.img` -> ROOT/vm/a.img)."""
         return Path(st.host_path(str(self.root), host_path))
+
+    # -- host settings -----------------------------------------------------------------------
+
+    def _change(self, change: str, value: object) -> None:
+        with st.Store(str(self.root)) as store:
+            state = store.state
+            if change == "release":
+                state["sysctl"]["kern.osrelease"] = str(value)
+            elif change == "physmem":
+                state["sysctl"]["hw.physmem"] = str(value)
+            elif change == "zvol_delay":
+                state["zvol_delay"] = value  # type: ignore[typeddict-item]
+            store.dirty = True
+
+    def set_release(self, release: str) -> None:
+        """kern.osrelease, e.g. "13.4-RELEASE", "14.1-RELEASE", "15.0-CURRENT"."""
+        self._change("release", release)
+
+    def set_physmem(self, size: int) -> None:
+        """hw.physmem: VMs' memory must fit in it (less what existing VMs already hold)."""
+        self._change("physmem", size)
+
+    def delay_zvol_nodes(self, seconds: float | None) -> None:
+        """Later zvols' /dev/zvol nodes appear `seconds` after `zfs create`/`zfs clone`
+        returns; math.inf holds them until release_zvol_nodes(); None makes them immediate."""
+        self._change("zvol_delay", seconds)
+
+    def release_zvol_nodes(self) -> list[str]:
+        """Publish every held /dev/zvol node; returns the volumes' names."""
+        from reconciler.sim import zvol
+
+        with st.Store(str(self.root)) as store:
+            released = zvol.release_pending(str(self.root), store.state)
+            store.dirty = True
+        return released
 
     # -- the command log and faults ----------------------------------------------------------
 
@@ -186,7 +245,7 @@ class SimulatedHost:
                 kind=kind,
                 up=iface["up"],
                 members=tuple(reversed(iface["members"])),
-                opened_by=None if guest is None else st.bhyve_pid(str(self.root), guest),
+                opened_by=None if guest is None else bhyve_pid(str(self.root), guest),
                 description=iface["description"],
                 groups=tuple(groups + iface["groups"]),
             )
@@ -208,49 +267,6 @@ class SimulatedHost:
             if dataset["type"] == "volume"
         }
 
-    # -- guest control -----------------------------------------------------------------------
-
-    def _guest_dir(self, name: str) -> Path:
-        directory = Path(st.guest_dir(str(self.root), name))
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
-
-    def set_acpi(self, name: str, honour: bool) -> None:
-        """Whether guest `name` powers off on SIGTERM (True) or ignores it (False)."""
-        marker = self._guest_dir(name) / "noacpi"
-        if honour:
-            marker.unlink(missing_ok=True)
-        else:
-            marker.touch()
-
-    def guest_do(self, name: str, what: str) -> None:
-        """reboot | poweroff | halt | triple-fault | fail: the running bhyve exits 0/1/2/3/4."""
-        if what not in EXIT_STATUS:
-            raise ValueError(f"guest_do: {what!r} is not one of {', '.join(EXIT_STATUS)}")
-        if not tell_guest(str(self.root), name, EXIT_STATUS[what]):
-            raise LookupError(f"no simulated bhyve runs for guest {name}")
-
-    def set_loader_exit(self, name: str, status: int) -> None:
-        """The next bhyveload or grub-bhyve run for `name` exits with `status` (once)."""
-        with st.Store(str(self.root)) as store:
-            guest = store.state["guests"].setdefault(name, st.new_guest())
-            guest["loader_exit"] = status
-            store.dirty = True
-
-    def bhyve_pid(self, name: str) -> int | None:
-        return st.bhyve_pid(str(self.root), name)
-
-    def wait_for_bhyve(self, name: str, timeout: float = 10.0) -> int:
-        """The pid of guest `name`'s bhyve once it is ready for signals."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pid = self.bhyve_pid(name)
-            if pid is not None:
-                return pid
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no simulated bhyve for guest {name} after {timeout}s")
-            time.sleep(0.005)
-
-    def boots(self, name: str) -> int:
-        guest = self._state()["guests"].get(name)
-        return 0 if guest is None else guest["boots"]
+    def datasets(self) -> dict[str, str]:
+        """Every dataset's type: filesystem, volume or snapshot."""
+        return {name: d["type"] for name, d in self._state()["datasets"].items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from reconciler.sim import state as st
+from reconciler.sim.args import UsageError, getopt
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,8 +69,8 @@ def _find_file(state: st.State, name: str) -> st.KldFile | None:
 def kldstat(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     try:
-        options, rest = st.getopt(args, "dhi:m:n:qv")
-    except st.UsageError as exc:
+        options, rest = getopt(args, "dhi:m:n:qv")
+    except UsageError as exc:
         out.error(f"kldstat: {exc}")
         out.error("usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]")
         return 1
@@ -122,8 +123,8 @@ def _catalogue_name(name: str) -> str | None:
 def kldload(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     try:
-        options, names = st.getopt(args, "nqv")
-    except st.UsageError as exc:
+        options, names = getopt(args, "nqv")
+    except UsageError as exc:
         out.error(f"kldload: {exc}")
         out.error("usage: kldload [-nqv] file ...")
         return 1
@@ -137,6 +138,8 @@ def kldload(store: st.Store, args: list[str], out: Output) -> int:
         short = os.path.basename(name).removesuffix(".ko")
         loaded = _find_file(state, name) is not None or short in present
         if loaded:
+            # sbin/kldload/kldload.c: kldload(2) fails with EEXIST whether the module came
+            # from a file or is compiled into the kernel.
             if "n" in flags:
                 continue
             if "q" not in flags:
@@ -166,8 +169,8 @@ def _depends(filename: str) -> tuple[str, ...]:
 def kldunload(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     try:
-        options, names = st.getopt(args, "fvi:n:")
-    except st.UsageError as exc:
+        options, names = getopt(args, "fvi:n:")
+    except UsageError as exc:
         out.error(f"kldunload: {exc}")
         return 1
     values = dict(options)
@@ -191,6 +194,7 @@ def kldunload(store: st.Store, args: list[str], out: Output) -> int:
             out.error("kldunload: can't unload file: Device busy")
             return 1
         state["kld_files"].remove(f)
+        st.sync_module_sysctls(state)
         store.dirty = True
         if "v" in values:
             out.print(f"Unloading {f['name']}, id={f['id']}")
@@ -198,21 +202,21 @@ def kldunload(store: st.Store, args: list[str], out: Output) -> int:
 
 
 def _writable(oid: str) -> bool:
-    default = st.SYSCTL_DEFAULTS.get(oid)
-    return default is not None and default[1]
+    spec = st.sysctl_spec(oid)
+    return spec is not None and spec[1]
 
 
 def _is_integer(oid: str) -> bool:
-    default = st.SYSCTL_DEFAULTS.get(oid)
-    return default is not None and default[0].lstrip("-").isdigit()
+    spec = st.sysctl_spec(oid)
+    return spec is not None and spec[0].lstrip("-").isdigit()
 
 
 def sysctl(store: st.Store, args: list[str], out: Output) -> int:
     state = store.state
     tree = state["sysctl"]
     try:
-        options, names = st.getopt(args, "aeinNq")
-    except st.UsageError as exc:
+        options, names = getopt(args, "aeinNq")
+    except UsageError as exc:
         out.error(f"sysctl: {exc}")
         out.error("usage: sysctl [-bdehiNnoqTtWx] [ -B <bufsize> ] [-f filename] name[=value] ...")
         return 1

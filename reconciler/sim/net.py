@@ -8,6 +8,7 @@ statuses (reference §4.3-4.5). It must not print directly: it writes to the too
 from __future__ import annotations
 
 from reconciler.sim import state as st
+from reconciler.sim.procs import bhyve_pid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def _bridge_of(state: st.State) -> dict[str, str]:
 
 def _opener(root: str, iface: st.Iface) -> int | None:
     guest = iface["opened_by"]
-    return None if guest is None else st.bhyve_pid(root, guest)
+    return None if guest is None else bhyve_pid(root, guest)
 
 
 def _cloner_groups(iface: st.Iface) -> list[str]:
@@ -165,23 +166,32 @@ def _cloner_of(name: str) -> str | None:
     return None
 
 
+def _maybeload(state: st.State, cloner: str) -> bool:
+    """ifconfig's ifmaybeload(): load the cloner's module unless it is already in the kernel.
+
+    sbin/ifconfig/ifconfig.c module_map maps "tap" to if_tuntap; other names to if_<name>.
+    """
+    module = "if_tuntap" if cloner == "tap" else f"if_{cloner}"
+    if module in st.modules_present(state):
+        return False
+    st.kld_load(state, module + ".ko")
+    return True
+
+
 def create(store: st.Store, name: str, out: Output) -> str | None:
     """SIOCIFCREATE2; returns the new interface's name, or None after printing the error."""
     state = store.state
     cloner = _cloner_of(name)
     if cloner is None:
+        # ifclone.c ifclonecreate(): no cloner claims the name, the kernel says EINVAL.
         out.error("ifconfig: SIOCIFCREATE2: Invalid argument")
         return None
-    if name in state["interfaces"]:
-        out.error("ifconfig: SIOCIFCREATE2: File exists")
-        return None
-    if cloner == "bridge":
-        # ifconfig loads the cloner's module on demand (ifmaybeload).
-        st.kld_load(state, "if_bridge.ko")
+    _maybeload(state, cloner)
     actual = _clone_name(state, cloner) if name == cloner else name
     state["interfaces"][actual] = new_iface(state, "tap" if cloner == "tap" else "bridge")
     store.dirty = True
     if actual != name:
+        # ifclone.c: "If we get a different name back than we put in, print it."
         out.print(actual)
     return actual
 
@@ -320,11 +330,23 @@ def ifconfig(store: st.Store, args: list[str], out: Output) -> int:
         )
         return 1
     name, params = args[0], args[1:]
-    if params[:1] == ["create"]:
-        created = create(store, name, out)
-        if created is None:
+    cloner = _cloner_of(name)
+    if cloner is not None:
+        # ifconfig.c main(): ifmaybeload(ifname) runs before the name is even looked up.
+        store.dirty = _maybeload(state, cloner) or store.dirty
+    if params[:1] in (["create"], ["plumb"]):
+        if name not in state["interfaces"]:
+            created = create(store, name, out)
+            if created is None:
+                return 1
+            return _apply(store, created, params[1:], out)
+        # sbin/ifconfig/ifconfig.c main() (13.x, 14.x, 15): a bare `create` of an existing
+        # name fails before any ioctl; with more arguments the word is dropped and the
+        # existing interface is configured.
+        if len(params) == 1:
+            out.error(f"ifconfig: interface {name} already exists")
             return 1
-        return _apply(store, created, params[1:], out)
+        params = params[1:]
     if name not in state["interfaces"]:
         out.error(f"ifconfig: interface {name} does not exist")
         return 1

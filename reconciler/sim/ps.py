@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from reconciler.sim import state as st
+from reconciler.sim.args import UsageError, getopt
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ def _own(root: str, pid: str) -> tuple[int, str] | None:
 
 def ps(store: st.Store, args: list[str], out: Output) -> int:
     try:
-        options, rest = st.getopt(args, "axwo:")
-    except st.UsageError as exc:
+        options, rest = getopt(args, "axwo:")
+    except UsageError as exc:
         out.error(f"ps: {exc}")
         out.error(_USAGE)
         return 1

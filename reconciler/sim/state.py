@@ -1,8 +1,9 @@
 """The simulated host's persistent state: one marshal file under `ROOT/.sim`, guarded by flock.
 
-Owns the state schema, its default (a fresh FreeBSD 14 host), locking, the command log, the
-fault table and the mapping of host paths into the sim root. It must stay cheap to import:
-every simulated tool loads it at start-up, so it imports nothing beyond the interpreter's core.
+Owns the state schema, a fresh host's defaults (the kernel's compiled-in devices, loadable
+modules, sysctl OIDs, the release), locking, the command log, the fault table and the mapping
+of host paths into the sim root. It must stay cheap to import: every simulated tool loads it at
+start-up, so it imports nothing beyond the interpreter's core.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
         kind: IfaceKind
         up: bool
         members: list[str]  # bridges: in the order they were added
-        description: str | None
+        description: str | None  # argv text: undecodable bytes kept as surrogateescape
         groups: list[str]  # groups beyond the cloner's own
         mtu: int
         index: int
@@ -34,9 +35,18 @@ if TYPE_CHECKING:
         modules: list[tuple[int, str]]
 
     class Dataset(TypedDict):
-        type: Literal["filesystem", "volume"]
+        type: Literal["filesystem", "volume", "snapshot"]
         volsize: int
         volmode: str
+        volblocksize: int
+        origin: str | None  # clones: the snapshot they came from
+
+    class Vm(TypedDict):
+        """vmm.ko's view of one VM (sys/amd64/vmm/vmm.c struct vm), as the sim needs it."""
+
+        memsize: int  # 0 until vm_setup_memory; system memory persists across vm_reinit
+        active: bool  # vm_activate_cpu ran (a bhyve started its vCPUs)
+        suspend: int  # vm->suspend: 0, or the vm_suspend_how bhyvectl set
 
     class Guest(TypedDict):
         boots: int
@@ -48,6 +58,10 @@ if TYPE_CHECKING:
         stderr: str
         count: int | None
 
+    class LoaderFault(TypedDict):
+        call: str  # "vm_create" or "vm_setup_memory"
+        count: int
+
     class State(TypedDict):
         interfaces: dict[str, Iface]
         kld_files: list[KldFile]
@@ -56,7 +70,11 @@ if TYPE_CHECKING:
         sysctl: dict[str, str]
         datasets: dict[str, Dataset]
         guests: dict[str, Guest]
+        vms: dict[str, Vm]
         faults: list[Fault]
+        loader_fault: LoaderFault | None
+        zvol_delay: float | None  # None: nodes appear at once; inf: held until released
+        pending_zvols: list[str]
         next_ifindex: int
 
 
@@ -64,17 +82,18 @@ SIM_DIR = ".sim"
 UNLOGGED_ENV = "BHYVE_SIM_UNLOGGED"
 ROOT_ENV = "BHYVE_SIM_ROOT"
 FIRMWARE_DIR = "/usr/local/share/uefi-firmware"
+DEFAULT_RELEASE = "14.1-RELEASE"
+# A large host by default, so scale runs (bench: 1000 guests of 512M) fit; a test that wants
+# memory pressure sets hw.physmem (setup(physmem=...), SimulatedHost.set_physmem).
+DEFAULT_PHYSMEM = 1 << 40
 
-# Modules GENERIC compiles in: tuntap is there since 13.0, so `net.link.tap.*` always exists.
-KERNEL_MODULES = (
+# Always in the kernel the sim models (amd64 GENERIC).
+BASE_MODULES = (
     "elf64",
     "shell",
     "pseudofs",
     "procfs",
     "ether",
-    "if_tuntap",
-    "if_tun",
-    "if_tap",
     "if_vlan",
     "if_lagg",
     "g_disk",
@@ -83,25 +102,46 @@ KERNEL_MODULES = (
     "nexus/acpi",
 )
 
+# Devices a kernel config may compile in or leave to a module, with the modules each declares:
+# sys/net/if_tuntap.c declares if_tuntap and, for compatibility, if_tun and if_tap.
+OPTIONAL_DEVICES: dict[str, tuple[str, ...]] = {
+    "if_tuntap": ("if_tuntap", "if_tun", "if_tap"),
+    "if_bridge": ("if_bridge", "bridgestp"),
+    "nmdm": ("nmdm",),
+}
+# amd64 GENERIC (sys/amd64/conf/GENERIC) has `device tuntap` since 13.0, but neither if_bridge
+# nor nmdm: those come from modules (ifconfig loads if_bridge itself, vm-bhyve kldloads nmdm).
+GENERIC_DEVICES = ("if_tuntap",)
+
 # Loadable files and the modules each holds; dependencies are loaded first, as kldload does.
 KLD_CATALOGUE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "zfs.ko": (("zfsctrl", "zfs"), ()),
     "vmm.ko": (("vmm",), ()),
     "nmdm.ko": (("nmdm",), ()),
+    "if_tuntap.ko": (OPTIONAL_DEVICES["if_tuntap"], ()),
     "bridgestp.ko": (("bridgestp",), ()),
     "if_bridge.ko": (("if_bridge",), ("bridgestp.ko",)),
 }
 
-# OID -> writable; every value is kept as text, integers are checked on write.
+# OID -> (default, writable); every value is kept as text, integers are checked on write.
 SYSCTL_DEFAULTS: dict[str, tuple[str, bool]] = {
     "kern.ostype": ("FreeBSD", False),
-    "kern.osrelease": ("14.1-RELEASE", False),
+    "kern.osrelease": (DEFAULT_RELEASE, False),
     "hw.machine": ("amd64", False),
     "hw.ncpu": ("8", False),
+    "hw.physmem": (str(DEFAULT_PHYSMEM), False),
+}
+# sys/net/if_tuntap.c: SYSCTL_INT(_net_link_tap, ...) exist only while if_tuntap is in the
+# kernel (reference §4.6, §8.7).
+TAP_SYSCTLS: dict[str, tuple[str, bool]] = {
     "net.link.tap.up_on_open": ("0", True),
     "net.link.tap.devfs_cloning": ("1", True),
     "net.link.tap.user_open": ("0", True),
 }
+
+
+def sysctl_spec(oid: str) -> tuple[str, bool] | None:
+    return SYSCTL_DEFAULTS.get(oid) or TAP_SYSCTLS.get(oid)
 
 
 def sim_dir(root: str) -> str:
@@ -124,7 +164,18 @@ def host_path(root: str, path: str) -> str:
     return root.rstrip("/") + absolute
 
 
-def default_state(physical: tuple[str, ...]) -> State:
+def release_major(state: State) -> int:
+    """13, 14, 15, ... from kern.osrelease, which release-dependent behaviours follow."""
+    head = state["sysctl"]["kern.osrelease"].split(".", 1)[0].split("-", 1)[0]
+    return int(head) if head.isdigit() else 14
+
+
+def default_state(
+    physical: tuple[str, ...],
+    release: str = DEFAULT_RELEASE,
+    compiled_in: tuple[str, ...] = GENERIC_DEVICES,
+    physmem: int = DEFAULT_PHYSMEM,
+) -> State:
     interfaces: dict[str, Iface] = {}
     for index, name in enumerate((*physical[:1], "lo0", *physical[1:]), start=1):
         kind: IfaceKind = "loopback" if name == "lo0" else "physical"
@@ -138,6 +189,12 @@ def default_state(physical: tuple[str, ...]) -> State:
             "index": index,
             "opened_by": None,
         }
+    modules = list(BASE_MODULES)
+    for device in compiled_in:
+        modules += OPTIONAL_DEVICES[device]
+    sysctl = {oid: value for oid, (value, _) in SYSCTL_DEFAULTS.items()}
+    sysctl["kern.osrelease"] = release
+    sysctl["hw.physmem"] = str(physmem)
     state: State = {
         "interfaces": interfaces,
         "kld_files": [
@@ -145,19 +202,54 @@ def default_state(physical: tuple[str, ...]) -> State:
                 "id": 1,
                 "name": "kernel",
                 "path": "/boot/kernel/kernel",
-                "modules": [(i, m) for i, m in enumerate(KERNEL_MODULES, start=1)],
+                "modules": [(i, m) for i, m in enumerate(modules, start=1)],
             }
         ],
         "next_kld_id": 2,
-        "next_mod_id": len(KERNEL_MODULES) + 1,
-        "sysctl": {oid: value for oid, (value, _) in SYSCTL_DEFAULTS.items()},
-        "datasets": {"zroot": {"type": "filesystem", "volsize": 0, "volmode": "default"}},
+        "next_mod_id": len(modules) + 1,
+        "sysctl": sysctl,
+        "datasets": {
+            "zroot": {
+                "type": "filesystem",
+                "volsize": 0,
+                "volmode": "default",
+                "volblocksize": 0,
+                "origin": None,
+            }
+        },
         "guests": {},
+        "vms": {},
         "faults": [],
+        "loader_fault": None,
+        "zvol_delay": None,
+        "pending_zvols": [],
         "next_ifindex": len(interfaces) + 1,
     }
+    sync_module_sysctls(state)
     kld_load(state, "zfs.ko")
     return state
+
+
+def upgrade_state(state: State) -> None:
+    """Give a state written by an earlier sim the keys this one reads (for --simulate roots)."""
+    defaults = default_state(())
+    for key, value in defaults.items():
+        state.setdefault(key, value)  # type: ignore[misc]
+    for oid in ("kern.osrelease", "hw.physmem"):
+        state["sysctl"].setdefault(oid, defaults["sysctl"][oid])
+    for dataset in state["datasets"].values():
+        dataset.setdefault("volblocksize", 16384 if dataset["type"] != "filesystem" else 0)
+        dataset.setdefault("origin", None)
+
+
+def sync_module_sysctls(state: State) -> None:
+    """Add or drop the OIDs a module declares as it enters or leaves the kernel."""
+    present = "if_tuntap" in modules_present(state)
+    for oid, (value, _) in TAP_SYSCTLS.items():
+        if present:
+            state["sysctl"].setdefault(oid, value)
+        else:
+            state["sysctl"].pop(oid, None)
 
 
 def kld_load(state: State, filename: str) -> list[str]:
@@ -180,6 +272,7 @@ def kld_load(state: State, filename: str) -> list[str]:
         state["next_mod_id"] += 1
     state["next_kld_id"] += 1
     state["kld_files"].append(entry)
+    sync_module_sysctls(state)
     return [*done, filename]
 
 
@@ -257,7 +350,9 @@ def _json_str(text: str) -> str:
     for ch in text:
         if ch == '"' or ch == "\\":
             out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
+        elif ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff":
+            # Surrogates stand for argv bytes that are not UTF-8; escaped, the log stays UTF-8
+            # and json.loads gives the same str back.
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
@@ -277,70 +372,6 @@ def log_command(root: str, argv: list[str], status: int | None) -> None:
         os.path.join(sim_dir(root), "commands.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
     )
     try:
-        os.write(fd, line.encode("utf-8", "surrogateescape"))
+        os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
-
-
-def bhyve_pid(root: str, name: str) -> int | None:
-    """The pid of the live simulated bhyve of guest `name`, if one runs."""
-    try:
-        with open(os.path.join(guest_dir(root, name), "pid")) as f:
-            pid = int(f.read().strip() or "0")
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 0 and _is_sim_bhyve(pid) else None
-
-
-def _is_sim_bhyve(pid: int) -> bool:
-    # A zombie (killed, not yet reaped) has an empty cmdline: its tap is already closed.
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"bhyve.sh" in f.read()
-    except FileNotFoundError:
-        if os.path.isdir("/proc/self"):
-            return False
-    except OSError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class UsageError(Exception):
-    """A bad option; the tool prints its usage line and exits 1 (64 for some tools)."""
-
-
-def getopt(args: list[str], spec: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """POSIX getopt: `spec` as in C (letters, ':' after those taking a value)."""
-    options: list[tuple[str, str]] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            return options, args[i + 1 :]
-        if not arg.startswith("-") or arg == "-":
-            break
-        j = 1
-        while j < len(arg):
-            letter = arg[j]
-            where = spec.find(letter)
-            if where < 0 or letter == ":":
-                raise UsageError(f"illegal option -- {letter}")
-            if spec[where + 1 : where + 2] == ":":
-                value = arg[j + 1 :]
-                if not value:
-                    i += 1
-                    if i >= len(args):
-                        raise UsageError(f"option requires an argument -- {letter}")
-                    value = args[i]
-                options.append((letter, value))
-                break
-            options.append((letter, ""))
-            j += 1
-        i += 1
-    return options, args[i:]

@@ -1,8 +1,8 @@
 """Entry point of every simulated FreeBSD tool: faults, the command log, then the tool itself.
 
 Each wrapper in ROOT/bin calls `main(tool, root, argv)`. This module owns the dispatch and the
-common prologue; the tools live in net.py, kernel.py, zfs.py and vm.py and are imported only
-when run. It must import nothing heavy: it runs once per simulated command.
+common prologue; each tool lives in its own module, imported only when that tool runs. It must
+import nothing heavy: it runs once per simulated command.
 """
 
 from __future__ import annotations
@@ -58,15 +58,23 @@ def _tool(name: str) -> Tool | None:
         from reconciler.sim import zfs
 
         return zfs.zfs
-    if name in ("bhyvectl", "bhyveload", "grub-bhyve", "bhyve"):
-        from reconciler.sim import vm
+    if name == "bhyvectl":
+        from reconciler.sim import bhyvectl
 
-        return {
-            "bhyvectl": vm.bhyvectl,
-            "bhyveload": vm.bhyveload,
-            "grub-bhyve": vm.grub_bhyve,
-            "bhyve": vm.bhyve,
-        }[name]
+        return bhyvectl.bhyvectl
+    if name in ("bhyveload", "grub-bhyve"):
+        from reconciler.sim import loaders
+
+        return loaders.bhyveload if name == "bhyveload" else loaders.grub_bhyve
+    if name == "bhyve":
+        from reconciler.sim import bhyve
+
+        return bhyve.bhyve
+    if name == "makefs":
+        # Only this tool pays for pycdlib's import.
+        from reconciler.sim import makefs
+
+        return makefs.makefs
     return None
 
 
@@ -91,12 +99,14 @@ def run_tool(tool: str, root: str, args: list[str]) -> tuple[int, str, str, Outp
 
 def main(tool: str, root: str, args: list[str]) -> int:
     status, out, err, output = run_tool(tool, root, args)
+    # Host output is bytes (reference §8.11): text that came in through argv as undecodable
+    # bytes (surrogateescape) goes back out as the same bytes.
     if out:
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        sys.stdout.buffer.write(out.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
     if err:
-        sys.stderr.write(err)
-        sys.stderr.flush()
+        sys.stderr.buffer.write(err.encode("utf-8", "surrogateescape"))
+        sys.stderr.buffer.flush()
     if output.exec_argv is not None:
         os.execv(output.exec_file, output.exec_argv)
     return status

@@ -1,93 +1,158 @@
-"""Simulated zfs(8): `list` and `create` of filesystems and volumes in pools the sim knows.
+"""Simulated zfs(8): the command table, `list` and `get`, and OpenZFS's number formats.
 
-Owns the dataset table and the /dev/zvol files that stand for volumes (sparse files of
-volsize bytes). It never destroys a dataset: the reconciler never asks it to.
+Owns reading the dataset table the way cmd/zfs/zfs_main.c and lib/libzfs print it (-H tabs,
+-p exact numbers, nicenum otherwise) and dispatching the commands that change it to zvol.py.
+Messages follow libzfs' "<action>: <reason>" form (libzfs_util.c zfs_verror()).
 """
 
 from __future__ import annotations
 
-import os
-
 from reconciler.sim import state as st
+from reconciler.sim.args import UsageError, getopt
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from reconciler.sim.tools import Output
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
-_VOLBLOCKSIZE = 16384  # OpenZFS 2.2's default, FreeBSD 14.1
+_SUFFIXES = "BKMGTPEZ"
+# zfs_main.c get_usage(): the usage text of each command the sim knows.
+USAGE = {
+    "clone": "\tclone [-p[p]u] [-o property=value] ... <snapshot> <filesystem|volume>",
+    "create": "\tcreate [-Pnp[p]uv] [-o property=value] ... <filesystem>\n"
+    "\tcreate [-Pnp[p]sv] [-b blocksize] [-o property=value] ... -V <size> <volume>",
+    "get": '\tget [-rHp] [-d max] [-o "all" | field[,...]]\n'
+    "\t    [-t type[,...]] [-s source[,...]]\n"
+    '\t    <"all" | property[,...]> [filesystem|volume|snapshot|bookmark] ...',
+    "list": "\tlist [-Hp] [-r|-d max] [-o property[,...]] [-s property]...\n"
+    "\t    [-S property]... [-t type[,...]] [filesystem|volume|snapshot] ...",
+    "set": "\tset [-u] <property=value> ... <filesystem|volume|snapshot> ...",
+    "snapshot": "\tsnapshot [-r] [-o property=value] ... <filesystem|volume>@<snap> ...",
+}
+PROPERTIES = (
+    "name", "type", "creation", "used", "available", "avail", "referenced", "refer",
+    "mountpoint", "origin", "volsize", "volblocksize", "volmode",
+)  # fmt: skip
 
 
-def parse_size(text: str) -> int | None:
-    upper = text.upper().removesuffix("B") if len(text) > 1 else text.upper()
-    number = upper.rstrip("KMGTP")
-    unit = upper[len(number) :]
-    if unit not in _UNITS:
-        return None
+def usage(out: Output, command: str, reason: str = "") -> int:
+    """zfs_main.c usage(B_FALSE): the reason, "usage:" and the command's usage; exit 2."""
+    if reason:
+        out.error(reason)
+    out.error("usage:")
+    out.error(USAGE[command])
+    return 2
+
+
+def nicestrtonum(text: str) -> tuple[int | None, str]:
+    """libzfs_util.c zfs_nicestrtonum() and str2shift(): (value, or None and the reason)."""
+    if not text or (not "0" <= text[0] <= "9" and text[0] != "."):
+        return None, f"bad numeric value '{text}'"
+    end = 0
+    while end < len(text) and (text[end].isdigit() or text[end] == "."):
+        end += 1
+    number, suffix = text[:end], text[end:]
+    if suffix:
+        index = _SUFFIXES.find(suffix[0].upper())
+        rest = suffix[1:].upper()
+        # "Allow 'G' = 'GB' = 'GiB', case-insensitively. However, 'BB' and 'BiB' are
+        # disallowed."
+        if index < 0 or not (rest == "" or (index > 0 and rest in ("B", "IB"))):
+            return None, f"invalid numeric suffix '{suffix}'"
+        shift = 10 * index
+    else:
+        shift = 0
     try:
-        value = float(number)
+        value = int(float(number) * (1 << shift)) if "." in number else int(number) << shift
     except ValueError:
-        return None
-    return int(value * _UNITS[unit]) if value >= 0 else None
+        return None, f"bad numeric value '{text}'"
+    if value >= 1 << 64:
+        return None, "numeric value is too large"
+    return value, ""
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "K", "M", "G", "T", "P"):
-        if value < 1024 or unit == "P":
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{int(value)}B"
-    return f"{value:.3g}{unit}" if value != int(value) else f"{int(value)}{unit}"
+def nicebytes(value: int) -> str:
+    """libzfs zfs_nicenum_format(): whole multiples bare, else the most precision in 5 chars."""
+    index = 0
+    while index < 6 and value >= 1024 ** (index + 1):
+        index += 1
+    unit = _SUFFIXES[index]
+    if index == 0 or value % (1024**index) == 0:
+        return f"{value // 1024**index}{unit}"
+    for precision in (2, 1, 0):
+        text = f"{value / 1024**index:.{precision}f}{unit}"
+        if len(text) <= 5:
+            return text
+    return text
 
 
-def _column(dataset: st.Dataset, name: str, column: str, exact: bool) -> str:
-    if column == "name":
+def column(datasets: dict[str, st.Dataset], name: str, prop: str, exact: bool) -> str:
+    """One property of one dataset as zfs list/get print it; "-" where it does not apply."""
+    dataset = datasets[name]
+    kind = dataset["type"]
+    if prop == "name":
         return name
-    if column == "type":
-        return dataset["type"]
-    if column == "volsize":
-        if dataset["type"] != "volume":
+    if prop == "type":
+        return kind
+    if prop in ("volsize", "volblocksize"):
+        # Filesystems and their snapshots have no volume properties (volblocksize 0 here).
+        if not dataset["volblocksize"]:
             return "-"
-        return str(dataset["volsize"]) if exact else _human(dataset["volsize"])
-    if column == "volmode":
-        return dataset["volmode"] if dataset["type"] == "volume" else "-"
-    if column in ("used", "refer", "referenced"):
+        value = dataset[prop]  # type: ignore[literal-required]
+        return str(value) if exact else nicebytes(value)
+    if prop == "volmode":
+        return dataset["volmode"] if kind == "volume" else "-"
+    if prop == "origin":
+        return dataset["origin"] or "-"
+    if prop in ("used", "refer", "referenced"):
         return "0" if exact else "96K"
+    if prop == "mountpoint":
+        return "/" + name if kind == "filesystem" else "-"
     return "-"
+
+
+def _select(
+    datasets: dict[str, st.Dataset], names: list[str], recurse: bool, types: set[str]
+) -> list[str] | str:
+    """zfs_for_each() as list uses it: named datasets (and children with -r), else every one
+    of the asked types; snapshots only when asked for or named (listsnapshots=off)."""
+    if not names:
+        return [n for n in sorted(datasets) if datasets[n]["type"] in types]
+    selected: list[str] = []
+    for name in names:
+        if name not in datasets:
+            return f"cannot open '{name}': dataset does not exist"
+        if datasets[name]["type"] in types or "@" in name:
+            selected.append(name)
+        if recurse or types == {"snapshot"}:
+            selected += [
+                d
+                for d in sorted(datasets)
+                if d.startswith((name + "/", name + "@")) and datasets[d]["type"] in types
+            ]
+    return selected
 
 
 def _list(store: st.Store, args: list[str], out: Output) -> int:
     datasets = store.state["datasets"]
     try:
-        options, names = st.getopt(args, "Hpro:s:S:t:d:")
-    except st.UsageError as exc:
-        out.error(f"{exc}\nusage:\n\tlist [-Hp] [-r|-d max] [-o property[,...]] [-t type[,...]]")
-        return 2
+        options, names = getopt(args, "Hpro:s:S:t:d:")
+    except UsageError as exc:
+        return usage(out, "list", f"invalid option '{str(exc)[-1]}'")
     flags = {letter for letter, _ in options}
     values = dict(options)
     columns = values.get("o", "name,used,avail,refer,mountpoint").split(",")
     types = set(values.get("t", "filesystem,volume").split(","))
     if "all" in types:
-        types = {"filesystem", "volume"}
-    selected: list[str] = []
-    for name in names:
-        if name not in datasets:
-            out.error(f"cannot open '{name}': dataset does not exist")
-            return 1
-        selected.append(name)
-        if "r" in flags:
-            selected += [d for d in sorted(datasets) if d.startswith(name + "/")]
-    if not names:
-        selected = sorted(datasets)
-    rows = [
-        [_column(datasets[n], n, c, "p" in flags) for c in columns]
-        for n in selected
-        if datasets[n]["type"] in types
-    ]
+        types = {"filesystem", "volume", "snapshot"}
+    selected = _select(datasets, names, "r" in flags, types)
+    if isinstance(selected, str):
+        out.error(selected)
+        return 1
+    rows = [[column(datasets, n, c, "p" in flags) for c in columns] for n in selected]
     if not rows:
-        out.error("no datasets available")
+        # zfs_do_list(): only when not scripted (-H).
+        if "H" not in flags:
+            out.error("no datasets available")
         return 0
     if "H" in flags:
         for row in rows:
@@ -101,83 +166,51 @@ def _list(store: st.Store, args: list[str], out: Output) -> int:
     return 0
 
 
-def _create(store: st.Store, args: list[str], out: Output) -> int:
+def _get(store: st.Store, args: list[str], out: Output) -> int:
     datasets = store.state["datasets"]
     try:
-        options, names = st.getopt(args, "psuV:b:o:")
-    except st.UsageError as exc:
-        out.error(
-            f"{exc}\nusage:\n\tcreate [-Pnpuv] [-o property=value] ... <filesystem>\n"
-            "\tcreate [-Pnpsv] [-b blocksize] [-o property=value] ... -V <size> <volume>"
-        )
-        return 2
+        options, rest = getopt(args, "rHpo:s:t:d:")
+    except UsageError as exc:
+        return usage(out, "get", f"invalid option '{str(exc)[-1]}'")
     flags = {letter for letter, _ in options}
-    if len(names) != 1:
-        out.error("missing dataset argument" if not names else "too many arguments")
-        return 2
-    name = names[0]
-    properties = dict(v.partition("=")[::2] for letter, v in options if letter == "o")
-    volsize_text = next((v for letter, v in options if letter == "V"), None)
-    volsize = 0
-    if volsize_text is not None:
-        parsed = parse_size(volsize_text)
-        if parsed is None or parsed == 0:
-            out.error(f"bad volume size '{volsize_text}'")
-            return 2
-        if parsed % _VOLBLOCKSIZE:
-            out.error(
-                f"cannot create '{name}': volume size must be a multiple of volume block size"
-            )
-            return 1
-        volsize = parsed
-    volmode = properties.get("volmode", "default")
-    if volmode not in ("default", "geom", "dev", "none"):
-        out.error(
-            f"cannot create '{name}': 'volmode' must be one of 'default | full | geom | dev | none'"
-        )
-        return 1
-    pool = name.split("/", 1)[0]
-    if pool not in datasets:
-        out.error(f"cannot create '{name}': no such pool '{pool}'")
-        return 1
-    if name in datasets:
-        out.error(f"cannot create '{name}': dataset already exists")
-        return 1
-    parent = name.rpartition("/")[0]
-    if not parent:
-        out.error(f"cannot create '{name}': missing dataset name")
-        return 2
-    missing: list[str] = []
-    while parent not in datasets:
-        missing.append(parent)
-        parent = parent.rpartition("/")[0]
-    if datasets[parent]["type"] != "filesystem":
-        out.error(f"cannot create '{name}': parent is not a filesystem")
-        return 1
-    if missing and "p" not in flags:
-        out.error(f"cannot create '{name}': parent does not exist")
-        return 1
-    for ancestor in reversed(missing):
-        datasets[ancestor] = {"type": "filesystem", "volsize": 0, "volmode": "default"}
-    if volsize_text is None:
-        datasets[name] = {"type": "filesystem", "volsize": 0, "volmode": "default"}
-    else:
-        datasets[name] = {"type": "volume", "volsize": volsize, "volmode": volmode}
-        device = os.path.join(store.root, "dev", "zvol", name)
-        os.makedirs(os.path.dirname(device), exist_ok=True)
-        with open(device, "wb") as f:
-            f.truncate(volsize)
-    store.dirty = True
-    return 0
+    fields = dict(options).get("o", "name,property,value,source").split(",")
+    if not rest:
+        return usage(out, "get", "missing property argument")
+    props = rest[0].split(",")
+    for prop in props:
+        if prop not in PROPERTIES:
+            # zprop_get_list(): "bad property list: invalid property", then usage.
+            out.error(f"bad property list: invalid property '{prop}'")
+            return usage(out, "get")
+    targets = rest[1:] or sorted(datasets)
+    status = 0
+    rows: list[list[str]] = []
+    for name in targets:
+        if name not in datasets:
+            out.error(f"cannot open '{name}': dataset does not exist")
+            status = 1
+            continue
+        for prop in props:
+            value = column(datasets, name, prop, "p" in flags)
+            cells = {"name": name, "property": prop, "value": value, "source": "-"}
+            rows.append([cells.get(field, "-") for field in fields])
+    for row in rows:
+        out.print("\t".join(row) if "H" in flags else "  ".join(row))
+    return status
 
 
 def zfs(store: st.Store, args: list[str], out: Output) -> int:
-    if args[:1] == ["list"]:
-        return _list(store, args[1:], out)
-    if args[:1] == ["create"]:
-        return _create(store, args[1:], out)
-    if not args:
-        out.error("usage: zfs command args ...")
-        return 2
-    out.error(f"unrecognized command '{args[0]}'")
+    command, rest = (args[0], args[1:]) if args else ("", [])
+    if command == "list":
+        return _list(store, rest, out)
+    if command == "get":
+        return _get(store, rest, out)
+    if command in ("create", "snapshot", "snap", "clone", "set"):
+        from reconciler.sim import zvol
+
+        return zvol.COMMANDS[command](store, rest, out)
+    # zfs_main.c main(): no command, or an unknown one, is usage(B_FALSE), exit 2.
+    if command:
+        out.error(f"unrecognized command '{command}'")
+    out.error("usage: zfs command args ...")
     return 2

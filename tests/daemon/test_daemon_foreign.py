@@ -16,7 +16,12 @@ def test_a_guest_run_by_vmrun_sh_is_left_alone_until_it_stops(harness: Harness) 
     disk = sim.path("/vm/vm1/disk0.img")
     disk.parent.mkdir(parents=True)
     disk.write_bytes(b"\0" * 512)
-    # What vmrun.sh would run: the guest's tap in its own bhyve, in its own session.
+    # What vmrun.sh would run: its loader, then the guest's tap in its own bhyve, in its own
+    # session (bhyve refuses a VM no loader set up).
+    loaded = sim.run(
+        ["bhyveload", "-c", "/dev/nmdm-vm1.1A", "-m", "256M", "-d", "/vm/vm1/disk0.img", "vm1"]
+    )
+    assert loaded.returncode == 0, loaded.stderr
     outsider = subprocess.Popen(
         ["bhyve", "-c", "1", "-m", "256M", "-H", "-A", "-P", "-s", "0:0,hostbridge",
          "-s", "1:0,lpc", "-s", "2:0,virtio-net,tap0", "-s", "3:0,virtio-blk,/vm/vm1/disk0.img",

@@ -4,6 +4,7 @@ gone is a stale one, destroyed so the guest can boot."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -20,13 +21,16 @@ RUNNING_HANDBOOK = HANDBOOK_SPEC.replace('state = "stopped"\n', "")
 
 @pytest.fixture
 def boot(rig: Rig) -> Iterator[Boot]:
-    """Start a simulated bhyve as vmrun.sh would; whatever still runs is killed afterwards."""
+    """Boot a guest as vmrun.sh would from `commands` output: its loader line to the end, then
+    its bhyve line in the background (bhyve refuses a VM no loader set up: bhyverun.c). Whatever
+    still runs is killed afterwards."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(argv: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            ["bhyve", *argv], env=rig.sim.env(), stdout=subprocess.DEVNULL, text=True
-        )
+    def start(lines: list[str]) -> subprocess.Popen[str]:
+        *loader, bhyve = (shlex.split(line) for line in lines)
+        for argv in loader:
+            assert rig.sim.run(argv).returncode == 0, argv
+        proc = subprocess.Popen(bhyve, env=rig.sim.env(), stdout=subprocess.DEVNULL, text=True)
         started.append(proc)
         return proc
 
@@ -46,8 +50,7 @@ def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
     iso.parent.mkdir(parents=True)
     iso.write_bytes(b"install media\n")
     assert rig.cli("apply").returncode == 0
-    bhyve = rig.cli("commands", "guestname").stdout.splitlines()[-1].split()
-    proc = boot(bhyve[1:])
+    proc = boot(rig.cli("commands", "guestname").stdout.splitlines())
     pid = rig.sim.wait_for_bhyve("guestname")
     assert rig.sim.interfaces()["tap0"].opened_by == pid
 
@@ -77,8 +80,7 @@ def test_a_guest_the_daemon_recorded_as_running_is_left_alone(rig: Rig, boot: Bo
     running = stopped_guest("quiet", "/vm/quiet.img", size="1G").replace('state = "stopped"\n', "")
     rig.write_spec("quiet", running)
     assert rig.cli("apply").returncode == 0
-    bhyve = rig.cli("commands", "quiet").stdout.splitlines()[-1].split()
-    proc = boot(bhyve[1:])
+    proc = boot(rig.cli("commands", "quiet").stdout.splitlines())
     pid = rig.sim.wait_for_bhyve("quiet")
     record = guest_run_dir(rig.sim.root / "var/run/bhyve-reconciler", "quiet")
     record.mkdir(parents=True)

@@ -1,16 +1,15 @@
-"""A fresh simulated host per test, and a way to run its tools as the daemon would."""
+"""A fresh simulated host per test, and ways to run its tools and guests as the daemon would."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sim_helpers import DISK, Boot, Run
 
 from reconciler.sim import SimulatedHost
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -28,9 +27,6 @@ def tool(host: SimulatedHost) -> Run:
         )
 
     return run
-
-
-Boot = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
@@ -56,3 +52,14 @@ def boot(host: SimulatedHost) -> Iterator[Boot]:
         process.wait(timeout=10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.fixture
+def ready(host: SimulatedHost, tool: Run) -> SimulatedHost:
+    """vmm loaded and the Handbook guest's disk present."""
+    assert tool("kldload", "vmm").returncode == 0
+    disk = host.path(DISK)
+    disk.parent.mkdir(parents=True)
+    with open(disk, "wb") as f:
+        f.truncate(16 << 30)
+    return host

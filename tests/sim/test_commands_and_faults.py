@@ -3,13 +3,17 @@ daemon's back."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
+import os
+import signal
+from pathlib import Path
+from typing import cast
 
-from reconciler.sim import SimulatedHost
+import pytest
+from sim_helpers import GUEST, HANDBOOK_ARGV, LOAD_ARGV, Boot, Run
+
+from reconciler.sim import SimulatedHost, procs
+from reconciler.sim import state as st
 from reconciler.sim.host import CommandRecord
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_every_tool_run_is_logged_in_order_with_its_status(host: SimulatedHost, tool: Run) -> None:
@@ -81,3 +85,41 @@ def test_env_puts_the_tools_first_on_path(host: SimulatedHost) -> None:
     assert host.vmm_dir == host.root / "dev" / "vmm"
     firmware = host.path("/usr/local/share/uefi-firmware/BHYVE_UEFI_VARS.fd")
     assert firmware.is_file()
+
+
+def test_guest_helpers_work_without_proc(
+    ready: SimulatedHost, tool: Run, boot: Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FreeBSD has no /proc by default: the test-side helpers fall back on the guest's records
+    # and kill(pid, 0).
+    monkeypatch.setattr(procs, "PROC_ROOT", str(tmp_path / "no-proc"))
+    assert tool(*LOAD_ARGV).returncode == 0
+    process = boot(*HANDBOOK_ARGV)
+    pid = ready.wait_for_bhyve(GUEST)
+    assert pid == process.pid
+    assert ready.interfaces()["tap0"].opened_by == pid
+    ready.guest_do(GUEST, "poweroff")
+    assert process.wait(timeout=10) == 1
+    assert ready.bhyve_pid(GUEST) is None  # bhyve.sh removed its pid record
+    assert tool(*LOAD_ARGV).returncode == 0
+    killed = boot(*HANDBOOK_ARGV)
+    assert ready.wait_for_bhyve(GUEST) == killed.pid
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=10)  # reaped: kill(pid, 0) now fails although the record stays
+    assert ready.bhyve_pid(GUEST) is None
+    with pytest.raises(LookupError):
+        ready.guest_do(GUEST, "reboot")
+
+
+def test_setup_upgrades_a_state_an_earlier_sim_wrote(host: SimulatedHost, tool: Run) -> None:
+    with st.Store(str(host.root)) as store:
+        old = cast("dict[str, object]", store.state)
+        for key in ("vms", "loader_fault", "zvol_delay", "pending_zvols"):
+            del old[key]
+        del store.state["sysctl"]["kern.osrelease"]
+        del store.state["datasets"]["zroot"]["origin"]
+        store.dirty = True
+    SimulatedHost(host.root).setup()
+    assert host.sysctl("kern.osrelease") == "14.1-RELEASE"
+    assert tool("bhyveload", "-m", "256M", "g").returncode == 0
+    assert tool("zfs", "create", "-V", "1G", "zroot/a").returncode == 0

@@ -73,11 +73,40 @@ def test_cloner_create_prints_the_allocated_name(tool: Run) -> None:
     assert tool("ifconfig", "bridge", "create").stdout == "bridge0\n"
 
 
-def test_create_errors(tool: Run) -> None:
+def test_create_of_an_existing_interface(host: SimulatedHost, tool: Run) -> None:
     tool("ifconfig", "tap0", "create")
     exists = tool("ifconfig", "tap0", "create")
-    assert (exists.returncode, exists.stderr) == (1, "ifconfig: SIOCIFCREATE2: File exists\n")
-    assert tool("ifconfig", "foo0", "create").returncode == 1
+    assert (exists.returncode, exists.stdout, exists.stderr) == (
+        1,
+        "",
+        "ifconfig: interface tap0 already exists\n",
+    )
+    # With more to do, `create` is dropped and the existing interface configured.
+    more = tool("ifconfig", "tap0", "create", "up")
+    assert (more.returncode, more.stderr) == (0, "")
+    assert host.interfaces()["tap0"].up is True
+    physical = tool("ifconfig", "igb0", "create")
+    assert (physical.returncode, physical.stderr) == (
+        1,
+        "ifconfig: interface igb0 already exists\n",
+    )
+
+
+def test_create_of_something_no_cloner_makes(tool: Run) -> None:
+    result = tool("ifconfig", "foo0", "create")
+    assert (result.returncode, result.stderr) == (1, "ifconfig: SIOCIFCREATE2: Invalid argument\n")
+
+
+def test_a_description_is_bytes(host: SimulatedHost) -> None:
+    raw = b"caf\xe9 \xff\x01 \xc3\xa9"
+    env = host.env()
+    argv = [b"ifconfig", b"tap0", b"create", b"description", raw]
+    assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
+    shown = subprocess.run([b"ifconfig", b"-a"], env=env, capture_output=True, check=False)
+    assert b"\tdescription: " + raw + b"\n" in shown.stdout
+    # The log keeps the argument exactly as argv decoded it (surrogateescape).
+    assert host.commands()[0][-1] == raw.decode("utf-8", "surrogateescape")
+    assert host.interfaces()["tap0"].description == raw.decode("utf-8", "surrogateescape")
 
 
 def test_missing_interface(tool: Run) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from reconciler.facts import parse_kldstat, parse_sysctl
 from reconciler.sim import SimulatedHost
@@ -124,3 +127,53 @@ def test_sysctl_errors(tool: Run) -> None:
     )
     bad = tool("sysctl", "net.link.tap.up_on_open=yes")
     assert (bad.returncode, bad.stderr) == (1, "sysctl: invalid integer 'yes'\n")
+
+
+TAP_OIDS = ("net.link.tap.up_on_open", "net.link.tap.devfs_cloning", "net.link.tap.user_open")
+
+
+def test_the_release_and_memory_are_sysctls(tmp_path: Path, tool: Run) -> None:
+    assert tool("sysctl", "-n", "kern.osrelease").stdout == "14.1-RELEASE\n"
+    assert tool("sysctl", "-n", "hw.physmem").stdout == f"{1 << 40}\n"
+    other = SimulatedHost(tmp_path / "other").setup(release="13.4-RELEASE", physmem=8 << 30)
+    assert other.sysctl("kern.osrelease") == "13.4-RELEASE"
+    assert other.run(["sysctl", "-n", "hw.physmem"]).stdout == f"{8 << 30}\n"
+    other.set_release("15.0-CURRENT")
+    assert other.sysctl("kern.osrelease") == "15.0-CURRENT"
+
+
+def test_a_kernel_without_tuntap_has_no_tap_oids_until_it_is_loaded(tmp_path: Path) -> None:
+    custom = SimulatedHost(tmp_path / "custom").setup(compiled_in=())
+    unknown = custom.run(["sysctl", "net.link.tap.up_on_open"])
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "sysctl: unknown oid 'net.link.tap.up_on_open'\n",
+    )
+    assert custom.run(["kldload", "if_tuntap"]).returncode == 0
+    assert {oid: custom.sysctl(oid) for oid in TAP_OIDS} == dict(zip(TAP_OIDS, "010", strict=True))
+    assert {"if_tuntap", "if_tun", "if_tap"} <= custom.modules()
+    assert custom.run(["kldunload", "if_tuntap"]).returncode == 0
+    assert custom.sysctl("net.link.tap.up_on_open") is None
+
+
+def test_ifconfig_loads_tuntap_for_a_tap(tmp_path: Path) -> None:
+    custom = SimulatedHost(tmp_path / "custom").setup(compiled_in=())
+    assert custom.run(["ifconfig", "tap0", "create"]).returncode == 0
+    assert custom.sysctl("net.link.tap.up_on_open") == "0"
+    assert "if_tuntap.ko" in custom.run(["kldstat"]).stdout
+
+
+def test_compiled_in_devices_cannot_be_loaded(tmp_path: Path) -> None:
+    custom = SimulatedHost(tmp_path / "custom").setup(
+        compiled_in=("if_tuntap", "if_bridge", "nmdm")
+    )
+    for module in ("if_tuntap", "if_bridge", "nmdm"):
+        result = custom.run(["kldload", module])
+        assert (result.returncode, result.stderr) == (
+            1,
+            f"kldload: can't load {module}: module already loaded or in kernel\n",
+        )
+    assert custom.run(["ifconfig", "bridge0", "create"]).returncode == 0
+    assert "if_bridge.ko" not in custom.run(["kldstat"]).stdout
+    with pytest.raises(ValueError, match="if_vmx"):
+        SimulatedHost(tmp_path / "bad").setup(compiled_in=("if_vmx",))

@@ -10,10 +10,13 @@ from conftest import Boot, Run
 from reconciler.processes import parse_ps
 from reconciler.sim import SimulatedHost
 
+# A UEFI guest needs no loader run first: bhyve boots its boot ROM (bhyverun.c).
+UEFI = ("-l", "bootrom,/usr/local/share/uefi-firmware/BHYVE_UEFI.fd")
+
 
 def test_a_running_guest_shows_its_bhyve_title(host: SimulatedHost, tool: Run, boot: Boot) -> None:
     assert tool("kldload", "vmm").returncode == 0
-    boot("-c", "1", "-m", "256M", "-H", "-P", "-s", "0:0,hostbridge", "-s", "1:0,lpc", "web")
+    boot("-c", "1", "-m", "256M", "-H", "-P", "-s", "0:0,hostbridge", "-s", "1:0,lpc", *UEFI, "web")
     pid = host.wait_for_bhyve("web")
     done = tool("ps", "-axww", "-o", "pid=,ppid=,args=")
     assert done.returncode == 0
@@ -29,7 +32,7 @@ def test_another_simulated_hosts_processes_are_not_listed(
     other = SimulatedHost(tmp_path / "other").setup()
     subprocess.run(["kldload", "vmm"], env=other.env(), check=True)
     stranger = subprocess.Popen(
-        ["bhyve", "-c", "1", "-m", "256M", "-s", "0:0,hostbridge", "-s", "1:0,lpc", "web"],
+        ["bhyve", "-c", "1", "-m", "256M", "-s", "0:0,hostbridge", "-s", "1:0,lpc", *UEFI, "web"],
         env=other.env(),
     )
     try:

@@ -63,7 +63,7 @@ class FakeOps:
         self.poweroff_works = True
         self.dies_on_kill = True
         self.forgotten = False
-        self.booted: GuestSpec | None = None
+        self.booted_spec: GuestSpec | None = None
         self.foreign: set[int] = set()
         self.watched: list[int] = []
         self._next_pid = 100
@@ -116,13 +116,16 @@ class FakeOps:
     def spawn(self, boot: BootPlan, spec: GuestSpec) -> int:
         pid = self._pid()
         self._call("spawn", boot)
-        self.booted = spec
+        self.booted_spec = spec
         self.rec = BootRecord(shim_pid=pid)
         self.live.add(pid)
         return pid
 
     def record(self) -> BootRecord:
         return self.rec
+
+    def booted(self) -> GuestSpec | None:
+        return self.booted_spec
 
     def trusted(self, rec: BootRecord) -> BootRecord:
         """Pids the test declared foreign (reused by another process) are not the guest's."""

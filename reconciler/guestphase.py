@@ -1,0 +1,173 @@
+"""A supervised guest's state as one value, and how a stop escalates, as pure functions.
+
+    Off(why)                 no boot is live: stopped, powered-off, held or error
+    Due(at, crash, reboot)   no boot is live; one is due at `at` (crash-loop when `crash`)
+    Live(shim, pid, since)   a boot is live: its loader (pid None) or its bhyve
+    Stopping(boot, ...)      a live boot is being stopped; `then` says what follows the stop
+
+A stop escalates (DESIGN.md "Removal is graceful"): SIGTERM to bhyve (the ACPI power button)
+and to a loader; after the stop timeout `bhyvectl --force-poweroff`; after the kill grace
+SIGKILL to the whole boot; after another grace the stop is given up. `escalate` says which of
+those is due; the supervisor carries them out. Values in, values out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from reconciler.policy import ExitStatus
+from reconciler.status import GuestStatus
+
+State = Literal[
+    "running",
+    "starting",
+    "waiting",
+    "stopping",
+    "stopped",
+    "powered-off",
+    "crash-loop",
+    "held",
+    "error",
+]
+Desired = Literal["running", "stopped", "removed", "shutdown"]
+OffReason = Literal["stopped", "powered-off", "held", "error"]
+StopPhase = Literal["acpi", "loader", "poweroff", "kill"]
+AfterStop = Literal["stopped", "held", "boot"]
+
+
+@dataclass(frozen=True)
+class Off:
+    why: OffReason
+
+
+@dataclass(frozen=True)
+class Due:
+    at: float
+    crash: bool = False  # the crash backoff is running (state crash-loop)
+    reboot: bool = False  # the guest rebooted itself: its VM is kept for the loader
+    waiting: bool = False  # not ready (a disk not created yet): retried after each pass
+
+
+@dataclass(frozen=True)
+class Live:
+    shim_pid: int | None
+    pid: int | None  # bhyve's, once it runs
+    started_at: float  # when bhyve started, or the boot began while its loader runs
+
+
+@dataclass(frozen=True)
+class Stopping:
+    boot: Live
+    step: StopPhase
+    deadline: float
+    timeout: float
+    then: AfterStop
+    signalled: frozenset[int] = frozenset()
+
+
+Phase = Off | Due | Live | Stopping
+
+
+@dataclass(frozen=True)
+class Term:
+    """SIGTERM to `pid` (bhyve: the ACPI power button; a loader: quit)."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForcePoweroff:
+    """`bhyvectl --force-poweroff`: the guest ignored ACPI for the whole stop timeout."""
+
+
+@dataclass(frozen=True)
+class Kill:
+    """SIGKILL to the boot's process group and to each of its processes."""
+
+    pids: tuple[int, ...]
+    group: int | None
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Processes survived SIGKILL: the stop ends without them."""
+
+
+StopStep = Term | ForcePoweroff | Kill | GiveUp
+
+
+def escalate(
+    stop: Stopping, *, bhyve: int | None, loader: int | None, now: float, grace: float
+) -> tuple[Stopping, list[StopStep]]:
+    """The stop after looking at it at `now`, with its live `bhyve` and `loader` pids, and
+    the steps to carry out, in order."""
+    steps: list[StopStep] = []
+    signalled = set(stop.signalled)
+    for pid in (bhyve, loader):
+        if pid is not None and pid not in signalled:
+            steps.append(Term(pid))
+            signalled.add(pid)
+    if bhyve is not None and stop.step == "loader":
+        # bhyve started after the stop began: it gets the whole stop_timeout too.
+        stop = replace(stop, step="acpi", deadline=now + stop.timeout)
+    stop = replace(stop, signalled=frozenset(signalled))
+    if now < stop.deadline:
+        return stop, steps
+    if stop.step == "acpi":
+        return replace(stop, step="poweroff", deadline=now + grace), [*steps, ForcePoweroff()]
+    if stop.step in ("loader", "poweroff"):
+        shim = stop.boot.shim_pid
+        pids = tuple(p for p in (bhyve, loader, shim) if p is not None)
+        return replace(stop, step="kill", deadline=now + grace), [*steps, Kill(pids, shim)]
+    return stop, [*steps, GiveUp()]
+
+
+def state_of(phase: Phase) -> State:
+    if isinstance(phase, Off):
+        return phase.why
+    if isinstance(phase, Due):
+        return "crash-loop" if phase.crash else "waiting" if phase.waiting else "starting"
+    if isinstance(phase, Stopping):
+        return "stopping"
+    return "running" if phase.pid is not None else "starting"
+
+
+def describe_exit(exit: ExitStatus) -> str:
+    if exit.signal is not None:
+        return f"{exit.phase} killed by signal {exit.signal} ({exit.meaning})"
+    if exit.code is None:
+        return "boot ended without a record (its shim was killed)"
+    return f"{exit.phase} exited with status {exit.code} ({exit.meaning})"
+
+
+def status_row(
+    name: str,
+    phase: Phase,
+    *,
+    desired: Desired,
+    boots: int,
+    last_exit: ExitStatus | None,
+    last_error: str | None,
+    file: str | None,
+    spec_error: str | None,
+    wall_offset: float,
+) -> GuestStatus:
+    """A supervisor's status row; times move from its clock to the wall clock."""
+    live = phase if isinstance(phase, Live) else None
+    return GuestStatus(
+        name=name,
+        state=state_of(phase),
+        desired=desired,
+        pid=live.pid if live is not None else None,
+        started_at=round(live.started_at + wall_offset, 3) if live is not None else None,
+        boots=boots,
+        last_exit=None if last_exit is None else last_exit.shell_status,
+        last_exit_meaning=None if last_exit is None else last_exit.meaning,
+        next_restart_at=round(phase.at + wall_offset, 3)
+        if isinstance(phase, Due) and phase.crash
+        else None,
+        last_error=last_error,
+        file=file,
+        spec_error=spec_error,
+    )
