@@ -1,6 +1,6 @@
 """bhyve-reconciler benchmarks: speed, scale and memory on the simulated host.
 
-    python bench/run.py            # every figure (about six minutes)
+    python bench/run.py            # every figure (about seven minutes)
     python bench/run.py --quick    # shorter idle window and fewer repetitions
 
 Prints one row per figure with its goal and pass/fail. Machines are shared and noisy, so each
@@ -483,6 +483,9 @@ def main() -> int:
         rows += bench_idle(tmp, 1000, 15.0 if args.quick else 60.0)
         rows += bench_shim(tmp, 5)
         rows += bench_validate(tmp, 1000, 3 if args.quick else 5)
+        from copy_pass import bench_copies  # it imports this module's helpers
+
+        rows += bench_copies(tmp, repeat)
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     header = ("figure", "measured", "goal", "")
     print("  ".join(h.ljust(w) for h, w in zip(header, [*width, 4], strict=False)))

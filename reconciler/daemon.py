@@ -360,7 +360,8 @@ class Daemon:
                 self.wake.put(PassWanted(f"{spec.name} waits for it"))
             raise NotReady(wait.why)
         for disk in spec.disks:
-            if disk.size is not None and not self.host.host_path(disk.device).exists():
+            made = disk.size is not None or disk.source is not None
+            if made and not self.host.host_path(disk.device).exists():
                 raise NotReady(f"waiting for its disk {disk.device} to be created")
         return next_boot(
             spec,

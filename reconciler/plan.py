@@ -35,6 +35,8 @@ the plan then plans nothing that needs it, names each guest whose start waits an
   vms       (vmm_dir)   stale-VM destruction                     every guest: a bhyve outside
                                                                  may run it
   disks     (a stat)    the creation of a disk not seen          its guest
+  snapshots (zfs list   the clone of a missing zvol              its guest
+            -t snapshot)
 
 Stops, the sysctl, disk images, UEFI copies and forgetting a gone guest's disks and files need
 none of these facts: they are planned whatever failed. (A failed sysctl read counts as unset,

@@ -19,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from reconciler.errors import HostCommandError
-from reconciler.facts import ImageFile, parse_zfs_snapshots
+from reconciler.facts import ImageFile, Observation, parse_zfs_snapshots
 from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner
 from reconciler.host.sparse import CopyError, TargetExists, copy_sparse, stale_temporaries
 from reconciler.imageactions import BuildSeed, CopyImage, GrowDisk
 from reconciler.images import HEAD_SIZE, TAIL_SIZE, detect_image, image_problem
+from reconciler.spec import GuestSpec
 
 # zfs_main.c zfs_do_list -> zfs_open: "cannot open '%s': dataset does not exist"
 _NO_DATASET = "dataset does not exist"
@@ -41,6 +42,28 @@ def observe_snapshots(runner: Runner, names: Iterable[str]) -> dict[str, int]:
     if not result.ok and (not errors or any(_NO_DATASET not in line for line in errors)):
         raise HostCommandError(argv, result.status, result.stderr)
     return parse_zfs_snapshots(result.stdout)
+
+
+def observe_clone_sources(
+    runner: Runner,
+    guests: Iterable[GuestSpec],
+    zvols: Mapping[str, int] | None,
+    unobserved: dict[Observation, str],
+) -> dict[str, int] | None:
+    """The snapshots that missing zvols are to be cloned from; None when none is (or zvols
+    were not observed). A failed listing is noted in `unobserved`."""
+    if zvols is None:
+        return None
+    wanted = [
+        d.source for g in guests for d in g.disks if d.zvol and d.source and d.zvol not in zvols
+    ]
+    if not wanted:
+        return None
+    try:
+        return observe_snapshots(runner, wanted)
+    except (HostCommandError, ValueError) as exc:
+        unobserved["snapshots"] = str(exc)
+        return None
 
 
 class ImageProbe:

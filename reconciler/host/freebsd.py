@@ -48,7 +48,7 @@ from reconciler.host.diskprep import (
     build_seed,
     copy_image,
     grow_file,
-    observe_snapshots,
+    observe_clone_sources,
     read_seed_ids,
     sweep_temporaries,
 )
@@ -164,7 +164,7 @@ class FreeBSDHost:
             for d in g.disks
             if d.path and d.source and not (d.path in disks and disks[d.path].exists)
         }
-        snapshots = self._observe_snapshots(idle, zvols, unobserved)
+        snapshots = observe_clone_sources(self.runner, idle, zvols, unobserved)
         vms: frozenset[str] | None = None
         try:
             vms = self.list_vms()
@@ -201,26 +201,6 @@ class FreeBSDHost:
                     f"{unobserved['disks']}; {failed}" if "disks" in unobserved else failed
                 )
         return disks
-
-    def _observe_snapshots(
-        self,
-        guests: Iterable[GuestSpec],
-        zvols: Mapping[str, int] | None,
-        unobserved: dict[Observation, str],
-    ) -> dict[str, int] | None:
-        """The snapshots that missing zvols are to be cloned from; None when none is."""
-        if zvols is None:
-            return None
-        wanted = [
-            d.source for g in guests for d in g.disks if d.zvol and d.source and d.zvol not in zvols
-        ]
-        if not wanted:
-            return None
-        try:
-            return observe_snapshots(self.runner, wanted)
-        except (HostCommandError, ValueError) as exc:
-            unobserved["snapshots"] = str(exc)
-            return None
 
     def observe_interfaces(self) -> dict[str, Interface]:
         return self._parsed(parse_ifconfig, self._must(OBSERVE_IFCONFIG).stdout)
