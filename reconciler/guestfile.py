@@ -8,6 +8,7 @@ description of every key (`guestkeys.GUEST`), whose defaults are the `spec` data
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from reconciler.cloudinit_rules import guest_name_problem
@@ -70,5 +71,8 @@ def parse_guest_text(
 def guest_to_toml(spec: GuestSpec) -> dict[str, Any]:
     """The guest file of `spec` (for tomli-w): `name` and every key that differs from its
     default. `parse_guest_text(tomli_w.dumps(guest_to_toml(spec)), ...)` gives `spec` back,
-    `source` aside."""
+    `source` aside; a cloud-init file that was read comes back inline (its text), so the
+    copy stands alone and boots the same seed (`boot_key` is equal)."""
+    if spec.cloud_init is not None:
+        spec = replace(spec, cloud_init=spec.cloud_init.inlined())
     return dump(GUEST, spec)

@@ -130,6 +130,20 @@ class CloudInit:
     def hostname_for(self, guest_name: str) -> str:
         return self.hostname if self.hostname is not None else guest_name
 
+    def inlined(self) -> CloudInit:
+        """The same seed with each file that was read given inline: what the spec says,
+        independent of the files (its copies in state_dir are written so, and what boots is
+        compared so: a path and the text read from it boot the same seed)."""
+        if self.user_data_content is None and self.network_config_content is None:
+            return self
+        return replace(
+            self,
+            user_data=self.user_data_content or self.user_data,
+            network_config=self.network_config_content or self.network_config,
+            user_data_content=None,
+            network_config_content=None,
+        )
+
 
 @dataclass(frozen=True)
 class Lifecycle:
@@ -171,9 +185,10 @@ class GuestSpec:
     def boot_key(self) -> GuestSpec:
         """What boots: two specs with equal keys boot the same VM, so an edit needs a restart
         exactly when `old.boot_key != new.boot_key`. A disk's `source` is not part of it: an
-        existing disk is never made again from its image."""
+        existing disk is never made again from its image. A cloud-init file is, by its text."""
         disks = tuple(replace(d, source=None) if d.source else d for d in self.disks)
-        return replace(self, source="", lifecycle=Lifecycle(), disks=disks)
+        ci = self.cloud_init.inlined() if self.cloud_init is not None else None
+        return replace(self, source="", lifecycle=Lifecycle(), disks=disks, cloud_init=ci)
 
     @property
     def wired(self) -> bool:

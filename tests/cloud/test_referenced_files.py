@@ -5,6 +5,7 @@ that are missing or not raw and of sizes smaller than their disk."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,23 @@ def test_validate_warns_of_images_and_sizes(tmp_path: Path) -> None:
         "qemu-img convert -O raw /vm/images/cloud.qcow2 /vm/images/cloud.raw"
         in (warnings["disk[1].source"])
     )
+
+
+def test_a_copy_of_the_accepted_spec_stands_alone_and_boots_the_same(
+    root: Path, conf: Path
+) -> None:
+    from reconciler.accepted import Accepted, parse, render
+
+    put(root, USER_DATA, "#cloud-config\npackages: [nginx]\n")
+    put(root, NETWORK, "version: 2\nethernets: {}\n")
+    spec = ConfDir(conf, root=root, euid=1000).scan().guests["web1"]
+
+    copy = parse("web1", render(Accepted(spec.source, spec))).spec
+
+    assert copy.cloud_init is not None
+    assert copy.cloud_init.user_data == "#cloud-config\npackages: [nginx]\n"  # inline now
+    assert copy.boot_key == spec.boot_key  # an adopted boot is not restarted for it
+    assert seed_for(copy)[0] == seed_for(spec)[0]
+    assert spec.cloud_init is not None
+    other = replace(spec.cloud_init, user_data_content="#cloud-config\npackages: [curl]\n")
+    assert replace(spec, cloud_init=other).boot_key != spec.boot_key  # the text is what boots

@@ -164,3 +164,24 @@ def test_status_shows_why_a_guest_waits_for_its_disk(harness: Harness) -> None:
     wait_for(lambda: any(why in e for e in host_errors(harness)), "the reason in status")
     assert harness.sim.boots("web1") == 0
     assert harness.events("guest.restart_scheduled") == []
+
+
+def test_a_restarted_daemon_adopts_a_guest_whose_user_data_is_a_file(harness: Harness) -> None:
+    write_image(harness)
+    user_data = harness.sim.path("/usr/local/etc/cloud/web.yaml")
+    user_data.parent.mkdir(parents=True)
+    user_data.write_text("#cloud-config\npackages: [nginx]\n")
+    cloud = f'[cloud_init]\nssh_authorized_keys = ["{KEY}"]\n'
+    cloud += 'user_data = "/usr/local/etc/cloud/web.yaml"\n'
+    harness.put("web1", cloud_guest("web1", cloud=cloud))
+    first = harness.start()
+    pid = harness.wait_running("web1")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    harness.start()
+
+    assert harness.wait_running("web1") == pid
+    assert [(e["guest"], e["pid"]) for e in harness.events("guest.adopted")] == [("web1", pid)]
+    assert harness.events("guest.spec_changed") == []
+    assert harness.sim.boots("web1") == 1
