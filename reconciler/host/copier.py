@@ -83,6 +83,16 @@ class ImageCopier:
                     found[path] = copy
         return found
 
+    def cancel(self, path: str, timeout: float = 10.0) -> None:
+        """Cancel the copy to disk `path`, if one runs (its disk is forgotten: the guest is
+        gone), and wait for it to remove its temporary."""
+        with self._lock:
+            entry = self._running.get(path)
+            self._failed.pop(path, None)
+        if entry is not None:
+            entry[2].set()
+            entry[1].join(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel every copy and wait (up to `timeout` in all) for the threads to end."""
         with self._lock:

@@ -265,6 +265,8 @@ class FreeBSDHost:
             return build_seed(self.runner, action)
         if isinstance(action, Forget):
             if action.kind == "disk" and not action.what.startswith("/dev/"):
+                if self.copier is not None:
+                    self.copier.cancel(action.what)
                 sweep_temporaries(self.host_path(action.what))  # a crashed copy's, never a disk
             return True
         argv = action.argv

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import structlog
 
 from reconciler.actions import Forget
 from reconciler.errors import HostCommandError
@@ -312,3 +313,50 @@ def test_stopping_cancels_a_copy_and_leaves_no_temporary(host: FreeBSDHost) -> N
     stopper.join(10)
     assert copier.copies() == {}
     assert sorted(os.listdir(host.host_path("/vm"))) == []
+
+
+def test_a_copy_logs_its_progress_and_its_end(host: FreeBSDHost) -> None:
+    write_sparse(host.host_path("/img/raw.img"), 8 * MiB, [(0, os.urandom(2 * MiB))])
+    done = threading.Event()
+    copier = ImageCopier(on_done=lambda path: done.set(), retry_after=60.0, progress_interval=0.0)
+    action = CopyImage(path="/vm/disk0.img", source="/img/raw.img", size=8 * MiB, size_text="8M",
+                       guest="web1")  # fmt: skip
+    with structlog.testing.capture_logs() as logs:
+        copier.start(action, host.host_path("/img/raw.img"), host.host_path("/vm/disk0.img"))
+        assert done.wait(10)
+    events = [e["event"] for e in logs]
+    assert events[0] == "disk.copy_started" and events[-1] == "disk.copied"
+    progress = [e for e in logs if e["event"] == "disk.copy_progress"]
+    assert progress and progress[-1]["done_bytes"] == progress[-1]["total_bytes"] >= 2 * MiB
+    assert progress[-1]["percent"] == 100
+    assert all(
+        {"guest", "disk", "image", "done_bytes", "total_bytes", "rate_mib_s"} <= e.keys()
+        for e in progress
+    )
+
+
+def test_forgetting_a_disk_cancels_its_copy(host: FreeBSDHost) -> None:
+    write_sparse(host.host_path("/img/raw.img"), 64 * MiB, [(i * MiB, b"x") for i in range(64)])
+    started, release = threading.Event(), threading.Event()
+    ended: list[str] = []
+    host.copier = ImageCopier(on_done=ended.append, retry_after=60.0, progress_interval=0.0)
+    real_progress = host.copier._progress
+
+    def slow_progress(*args: object) -> None:
+        real_progress(*args)  # type: ignore[arg-type]
+        started.set()
+        release.wait(10)
+
+    host.copier._progress = slow_progress  # type: ignore[method-assign]
+    action = CopyImage(path="/vm/disk0.img", source="/img/raw.img", size=64 * MiB,
+                       size_text="64M", guest="gone")  # fmt: skip
+    execute_actions([action], host.apply, Ledger())
+    assert started.wait(10)
+    forget = threading.Thread(
+        target=host.apply, args=(Forget(kind="disk", what="/vm/disk0.img", guest="gone"),)
+    )
+    forget.start()
+    release.set()
+    forget.join(10)
+    assert host.copier.copies() == {} and ended == []
+    assert sorted(os.listdir(host.host_path("/vm"))) == []  # no disk, no temporary
