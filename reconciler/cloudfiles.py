@@ -132,14 +132,14 @@ def disk_warnings(spec: GuestSpec, root_prefix: str) -> list[SpecError]:
                     )
                 )
         elif disk.source is not None:
-            problem = _image_problem(disk.source, Path(root_prefix + disk.source))
+            problem = _image_problem(disk.source, Path(root_prefix + disk.source), disk.size)
             if problem is not None:
                 key = f"disk[{index}].source"
                 warnings.append(SpecError(spec.source, key, problem, warning=True))
     return warnings
 
 
-def _image_problem(source: str, where: Path) -> str | None:
+def _image_problem(source: str, where: Path, disk_size: int | None) -> str | None:
     try:
         with open(where, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size
@@ -150,4 +150,10 @@ def _image_problem(source: str, where: Path) -> str | None:
         return f"{source} does not exist (yet): the disk is copied from it once it does"
     except OSError as exc:
         return f"cannot read {source}: {exc.strerror}"
-    return image_problem(detect_image(head, tail), source=source, size=size)
+    problem = image_problem(detect_image(head, tail), source=source, size=size)
+    if problem is None and disk_size is not None and disk_size < size:
+        problem = (
+            f"the disk's size {format_size(disk_size)} is smaller than the image {source} "
+            f"({format_size(size)}): a disk can hold its whole image only"
+        )
+    return problem

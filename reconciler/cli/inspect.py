@@ -120,7 +120,7 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
-    elif not actions and result.complete:
+    elif not actions and result.complete and not result.plan.blocked:
         print("converged: nothing to do")
     else:
         for action in actions:
@@ -128,9 +128,11 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     if not args.json:
         for name in held:
             print(f"= {name} held by stop (`bhyve-reconciler start {name}` boots it)")
+        for name in sorted(result.plan.blocked):  # why: on stderr, with the host's errors
+            print(f"= {name} waits (see above)")
     if not result.complete:
         return EXIT_ERROR
-    return EXIT_PENDING if actions else EXIT_OK
+    return EXIT_PENDING if actions or result.plan.blocked else EXIT_OK
 
 
 def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:

@@ -106,7 +106,11 @@ def test_a_missing_image_is_shown_and_the_disk_made_once_it_appears(rig: Rig) ->
     rig.write_spec("web1", web1(state="running"))
     plan = rig.cli("plan")
     assert f"guest web1 waits: the image {IMAGE} does not exist (yet)" in plan.stderr
+    assert (plan.returncode, plan.stdout.splitlines()[-1]) == (2, "= web1 waits (see above)")
+    assert "start guest web1" not in plan.stdout
     rig.cli("apply")
+    plan = rig.cli("plan")  # the host is ready, the guest still waits: not "converged"
+    assert (plan.returncode, plan.stdout) == (2, "= web1 waits (see above)\n")
     assert not rig.sim.path(DISK).exists()
     write_image(rig)
     rig.cli("apply")

@@ -141,6 +141,7 @@ def test_validate_warns_of_images_and_sizes(tmp_path: Path) -> None:
         '[[disk]]\npath = "/vm/a.img"\nsource = "/vm/images/none.raw"\n'
         '[[disk]]\npath = "/vm/b.img"\nsource = "/vm/images/cloud.qcow2"\n'
         '[[disk]]\npath = "/vm/big.img"\nsize = "1M"\n'
+        '[[disk]]\npath = "/vm/c.img"\nsource = "/vm/big.img"\nsize = "2M"\n'
     )
     spec = conf / "g.toml"
     spec.write_text(disks)
@@ -158,6 +159,8 @@ def test_validate_warns_of_images_and_sizes(tmp_path: Path) -> None:
         "disk[1].source": warnings["disk[1].source"],
         "disk[2].size": "1M is smaller than /vm/big.img (4M); disks are never shrunk, so it "
         "stays as it is",
+        "disk[3].source": "the disk's size 2M is smaller than the image /vm/big.img (4M): a "
+        "disk can hold its whole image only",
     }
     assert (
         "qemu-img convert -O raw /vm/images/cloud.qcow2 /vm/images/cloud.raw"
