@@ -13,7 +13,6 @@ if this is 'first boot'").
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import ipaddress
 import re
@@ -144,11 +143,27 @@ def render_seed(
     return Seed(instance_id, meta, user_bytes, network_bytes), []
 
 
-@functools.lru_cache(maxsize=4096)
+# guest name -> (the spec, its seed): rendering parses YAML, so a pass over many unchanged
+# guests asks this, not the renderer. One entry per guest, as the specs themselves hold the
+# user-data's text: it grows with the guests, not with their edits.
+_SEEDS: dict[str, tuple[GuestSpec, tuple[Seed | None, str | None]]] = {}
+_SEEDS_MAX = 10_000
+
+
 def seed_for(guest: GuestSpec) -> tuple[Seed | None, str | None]:
     """The seed of a guest with a `[cloud_init]` whose files the edge has read into the spec
-    (`user_data_content`, `network_config_content`); or None and why not. Rendering parses
-    YAML, so a pass over many unchanged guests asks this cache, not the renderer."""
+    (`user_data_content`, `network_config_content`); or None and why not."""
+    cached = _SEEDS.get(guest.name)
+    if cached is not None and (cached[0] is guest or cached[0] == guest):
+        return cached[1]
+    found = _render_for(guest)
+    if len(_SEEDS) >= _SEEDS_MAX:
+        _SEEDS.clear()  # guests come and go by name: forget the gone ones now and then
+    _SEEDS[guest.name] = (guest, found)
+    return found
+
+
+def _render_for(guest: GuestSpec) -> tuple[Seed | None, str | None]:
     ci = guest.cloud_init
     if ci is None:
         raise ValueError(f"{guest.name} has no [cloud_init]")

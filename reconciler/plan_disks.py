@@ -17,7 +17,7 @@ disk is made by a later pass once it can be. Pure: values in, steps and messages
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.actions import Action, CopyFile, CreateDiskFile, CreateZvol
@@ -40,7 +40,7 @@ class DiskPhase:
     """The phase's steps, the guests whose start waits for a disk (and why), and warnings."""
 
     steps: tuple[Step, ...] = ()
-    waits: dict[str, str] = field(default_factory=dict)
+    waits: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
 

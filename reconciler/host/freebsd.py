@@ -355,7 +355,8 @@ def execute_actions(
 ) -> ApplyReport:
     """Run actions in order. An action whose prerequisite (a `Key` in its `requires`) failed or
     was skipped is skipped this pass; every independent action still runs; guest starts and
-    stops (and what waits on them) are left pending for the supervisor. Outcomes name the keys
+    stops (and what waits on them), and copies the driver runs in the background, are left
+    pending. Outcomes name the keys
     waited for as text, as `plan --json` prints them."""
     report = ApplyReport(ledger=ledger)
     status_of: dict[Key, Status] = {}
