@@ -2,6 +2,7 @@
 
     python bench/run.py            # every figure (about seven minutes)
     python bench/run.py --quick    # shorter idle window and fewer repetitions
+    python bench/run.py --metrics  # only the metrics figures (a minute)
 
 Prints one row per figure with its goal and pass/fail. Machines are shared and noisy, so each
 timed figure is a median with its min-max over repetitions, and the daemon's own cost is
@@ -25,17 +26,20 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from reconciler.config import DaemonConfig
 from reconciler.daemon import Daemon
+from reconciler.host.exporter import MetricsExporter, start_exporter
 from reconciler.host.freebsd import (
     OBSERVE_IFCONFIG,
     OBSERVE_KLDSTAT,
     OBSERVE_SYSCTL,
-    ApplyReport,
     FreeBSDHost,
 )
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
@@ -162,11 +166,10 @@ def drive(
     if pass_cpu is not None:
         reconcile = daemon.reconcile
 
-        def timed() -> ApplyReport | None:
+        def timed() -> None:
             start = time.process_time()
-            report = reconcile()
+            reconcile()
             pass_cpu.append(time.process_time() - start)
-            return report
 
         daemon.reconcile = timed  # type: ignore[method-assign]
     failure: list[BaseException] = []
@@ -260,6 +263,73 @@ def bench_noop_passes(tmp: Path, repeat: int) -> list[Row]:
     return rows
 
 
+def bench_metrics(tmp: Path, repeat: int, n: int = 1000) -> list[Row]:
+    """The no-op pass at n guests with metrics on (/metrics served on loopback, metrics_file
+    written by its thread), beside the same pass with metrics off, alternating so both see
+    the same noisy machine; then what a scrape and a file write cost, which no pass pays."""
+    daemons: dict[str, Daemon] = {}
+    exporters: list[MetricsExporter] = []
+    for label in ("off", "on"):
+        world = make_world(tmp / f"metrics-{label}")
+        if label == "on":
+            world.config = replace(
+                world.config,
+                metrics_listen="127.0.0.1:0",
+                metrics_file=tmp / "metrics.prom",
+            )
+        seed_network(world, n)
+        write_specs(world.conf_dir, range(n), tap=True)
+        daemon = daemons[label] = Daemon(world.config, world.host())
+        exporter = start_exporter(daemon.metrics, world.config)
+        if exporter is not None:
+            exporters.append(exporter)
+        daemon.reconcile()  # converge
+        daemon.reconcile()
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for _ in range(repeat):
+            for label, daemon in daemons.items():
+                c0 = time.process_time()
+                daemon.reconcile()
+                cpu[label].append(time.process_time() - c0)
+        metrics = daemons["on"].metrics
+        assert metrics is not None and exporters[0].address is not None
+        scrape, write, http = [], [], []
+        url = f"http://127.0.0.1:{exporters[0].address[1]}/metrics"
+        for _ in range(repeat):
+            c0 = time.process_time()
+            text = generate_latest(metrics.registry)
+            scrape.append(time.process_time() - c0)
+            w0 = time.perf_counter()
+            exporters[0].write_file()
+            write.append(time.perf_counter() - w0)
+            w0 = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=30) as response:
+                response.read()
+            http.append(time.perf_counter() - w0)
+    finally:
+        for exporter in exporters:
+            exporter.stop()
+    off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    return [
+        (f"no-op pass, {n} guests, metrics off: daemon CPU", spread(cpu["off"]), "-", "-"),
+        (
+            f"no-op pass, {n} guests, metrics on: daemon CPU",
+            spread(cpu["on"]),
+            "within 1 ms of off",
+            verdict(on <= off + 0.001),
+        ),
+        (
+            f"metrics for {n} guests: building the exposition (a scrape)",
+            f"{spread(scrape)}, {len(text) // 1024} KiB",
+            "-",
+            "-",
+        ),
+        (f"  /metrics over HTTP, {n} guests (wall)", spread(http), "-", "-"),
+        (f"  metrics_file rewrite, {n} guests (wall)", spread(write), "-", "-"),
+    ]
+
+
 def bench_drop_latency(tmp: Path, drops: int) -> list[Row]:
     world = make_world(tmp / "drop")
     staging = tmp / "drop-staging"
@@ -348,7 +418,7 @@ def bench_idle(tmp: Path, n: int, window: float) -> list[Row]:
     def body(daemon: Daemon) -> None:
         def all_running() -> bool:
             return len(daemon.supervisors) == n and all(
-                s.state == "running" for s in daemon.supervisors.values()
+                s.state == "running" for s in daemon.supervisors
             )
 
         if not wait_until(all_running, 600, step=0.5):
@@ -467,25 +537,34 @@ def bench_validate(tmp: Path, n: int, repeat: int) -> list[Row]:
     ]
 
 
+def all_figures(tmp: Path, repeat: int, *, quick: bool) -> list[Row]:
+    rows = bench_noop_passes(tmp, repeat)
+    rows += bench_metrics(tmp, repeat)
+    rows += bench_drop_latency(tmp, 30 if quick else 100)
+    rows += bench_burst(tmp, 1000)
+    rows += bench_memory_empty(tmp)
+    rows += bench_idle(tmp, 1000, 15.0 if quick else 60.0)
+    rows += bench_shim(tmp, 5)
+    rows += bench_validate(tmp, 1000, 3 if quick else 5)
+    from copy_pass import bench_copies  # it imports this module's helpers
+
+    rows += bench_copies(tmp, repeat)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
+    parser.add_argument("--metrics", action="store_true", help="only the metrics figures")
     args = parser.parse_args()
     configure_logging("json", level=40)  # errors only: the figures are the output
     repeat = 5 if args.quick else 15
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bhyve-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        rows += bench_noop_passes(tmp, repeat)
-        rows += bench_drop_latency(tmp, 30 if args.quick else 100)
-        rows += bench_burst(tmp, 1000)
-        rows += bench_memory_empty(tmp)
-        rows += bench_idle(tmp, 1000, 15.0 if args.quick else 60.0)
-        rows += bench_shim(tmp, 5)
-        rows += bench_validate(tmp, 1000, 3 if args.quick else 5)
-        from copy_pass import bench_copies  # it imports this module's helpers
-
-        rows += bench_copies(tmp, repeat)
+        if args.metrics:
+            rows = bench_metrics(tmp, repeat)
+        else:
+            rows = all_figures(tmp, repeat, quick=args.quick)
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     header = ("figure", "measured", "goal", "")
     print("  ".join(h.ljust(w) for h, w in zip(header, [*width, 4], strict=False)))

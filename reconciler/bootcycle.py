@@ -16,6 +16,7 @@ from reconciler.errors import NotReady, ReconcilerError
 from reconciler.guestboot import Ended, begin_stop, carry_out, destroy_vm, live_pid, look
 from reconciler.guestops import BootPlan, BootRecord, GuestOps, Logger
 from reconciler.guestphase import (
+    RESTART_OF,
     AfterStop,
     Desired,
     Due,
@@ -50,6 +51,7 @@ class BootCycle:
     _last_exit: ExitStatus | None
     _last_error: str | None
     _look_at: float
+    _restarts: dict[str, int]
 
     def _step(self, now: float) -> None:
         if self.finished:
@@ -185,6 +187,8 @@ class BootCycle:
             self._finish_stop(now, "stopped")
             return
         decision = decide(exit, self._spec.lifecycle.restart)
+        if decision.action in RESTART_OF:
+            self._restarts[RESTART_OF[decision.action]] += 1
         if decision.destroy:
             self._destroy_vm("exited")
         if decision.failed:

@@ -15,7 +15,18 @@ from typing import Any
 
 from reconciler.errors import SpecError
 from reconciler.guestkeys import MAX_STOP_TIMEOUT
-from reconciler.schema import Array, Duration, HostPath, Key, SubTable, TableMap, TableSpec
+from reconciler.placement import PLACEMENTS, PlacementMode, host_name_problem
+from reconciler.schema import (
+    Array,
+    Choice,
+    Duration,
+    HostPath,
+    Key,
+    SubTable,
+    TableMap,
+    TableSpec,
+    Text,
+)
 from reconciler.settings import Backoff, Timings
 from reconciler.tomlload import load_toml
 from reconciler.tomlreader import Entry, Reader, Section, build, read_table
@@ -35,6 +46,7 @@ class Tuning:
     stable_after: float = 600.0
     kill_grace: float = 5.0
     debounce: float = 0.02
+    metrics_interval: float = 15.0  # how often metrics_file is rewritten
 
     def timings(self) -> Timings:
         backoff = Backoff(
@@ -56,6 +68,10 @@ class DaemonConfig:
     # uplinks: bridge name -> members the config (not a guest) puts in it
     bridges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     timings: Tuning = field(default_factory=Tuning)
+    host_name: str | None = None  # None: the machine's short host name (see placement.py)
+    placement: PlacementMode = "any"
+    metrics_listen: str | None = None  # "ADDR:PORT" serving /metrics; None: no server
+    metrics_file: Path | None = None  # the same exposition, for node_exporter's textfile
 
     def with_conf_dir(self, conf_dir: Path) -> DaemonConfig:
         return replace(self, conf_dir=conf_dir)
@@ -82,6 +98,37 @@ def _members(section: Section, key: str, items: list[Any]) -> tuple[str, ...]:
         else:
             out.append(member)
     return tuple(out)
+
+
+def _host_name(section: Section, key: str, value: str) -> str | None:
+    problem = host_name_problem(value)
+    if problem is not None:
+        section.error(key, f"{problem}, got {describe(value)}")
+        return None
+    return value.lower()
+
+
+def _listen(section: Section, key: str, value: str) -> str | None:
+    if listen_address(value) is None:
+        section.error(
+            key,
+            'expected "ADDRESS:PORT" like "127.0.0.1:9712" or "[::1]:9712" (port 0: any free '
+            f"port), got {describe(value)}",
+        )
+        return None
+    return value
+
+
+def listen_address(value: str) -> tuple[str, int] | None:
+    """`metrics_listen` as (address, port), or None when it is not one."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() or c in "[]/" for c in host):
+        return None
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        return None
+    return host, int(port)
 
 
 def _bridge_name(name: str) -> str | None:
@@ -136,6 +183,8 @@ TIMINGS = TableSpec(
             "before SIGKILL (and after SIGKILL, before the stop is given up)", example="10s"),
         Key("debounce", Duration(60.0), "how long conf.d must be quiet after a change before "
             "a pass (a burst of files becomes one pass)", example="100ms"),
+        Key("metrics_interval", Duration(MAX_RESYNC_INTERVAL), "how often metrics_file is "
+            "rewritten", example="1m"),
     ),
 )  # fmt: skip
 
@@ -162,6 +211,16 @@ CONFIG = TableSpec(
             rule=_bridges),
         Key("timings", SubTable(TIMINGS), "waits an admin may tune: crash backoff, kill "
             "grace, conf.d debounce"),
+        Key("host_name", Text(), "this host's name in guest files' `host` key and in "
+            "shared-storage locks; unique in a fleet", example="hv1", rule=_host_name,
+            default_doc="the machine's short host name (hostname -s)"),
+        Key("placement", Choice(PLACEMENTS), '"any": a guest file without `host` runs here; '
+            '"required": only files naming this host run here (a fleet)',
+            example="required"),
+        Key("metrics_listen", Text(), "serve Prometheus metrics at http://ADDRESS:PORT/metrics",
+            example="127.0.0.1:9712", rule=_listen),
+        _directory("metrics_file", "write the same metrics there (node_exporter's textfile "
+                   "collector reads *.prom files)", "/var/tmp/node_exporter/bhyve.prom"),
     ),
 )  # fmt: skip
 

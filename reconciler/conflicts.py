@@ -19,6 +19,9 @@ ClaimKind = Literal["name", "tap", "disk", "console"]
 Claims = Mapping[tuple[str, str], str]
 
 _NMDM = "/dev/nmdm"
+# A tap or a console exists once per host: guests placed on two named hosts may both use
+# tap0. Names and disks stay unique across a fleet's files (a shared disk is one disk).
+_HOST_LOCAL = frozenset({"tap", "console"})
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ def _clash(
     holder = holders.get((claim.kind, claim.thing))
     if holder is None:
         return None
+    if claim.kind in _HOST_LOCAL and _apart(candidate.spec, holder.spec):
+        return None
     # Two nmdm consoles named after their guests clash only when the names do, which is
     # already reported.
     if claim.kind == "console" and candidate.spec.console == holder.spec.console == "nmdm":
@@ -125,3 +130,8 @@ def _clash(
         f"{_what(claim)} {claim.shown} is already claimed by guest `{holder.spec.name}` "
         f"in {holder.file}"
     )
+
+
+def _apart(a: GuestSpec, b: GuestSpec) -> bool:
+    """Placed on two different named hosts (a guest without `host` may run anywhere)."""
+    return None not in (a.lifecycle.host, b.lifecycle.host) and a.lifecycle.host != b.lifecycle.host

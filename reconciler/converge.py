@@ -9,6 +9,9 @@ ledger's rules `ledger.py`'s. What it adds is order and safety:
   any VM some other bhyve runs (vmrun.sh, another manager) — found from the same listing, NIC
   or not, and only when a VM is not accounted for. Such a guest is never booted a second time
   and its VM is never destroyed as stale.
+- Placement and shared-storage locks come first, in one place for all three: only the guests
+  placed on this host whose lock (if any) this host may hold are the pass's desired guests; the
+  others are reported (`elsewhere`, `waiting`) and planned as if their files were absent.
 - The ledger is written ahead: what the pass is about to create is recorded (durably) before
   it is created, and taken back when the action did not create it. A crash between the two
   leaks nothing; a full disk that refuses the write-ahead skips this pass's creations instead.
@@ -16,6 +19,8 @@ ledger's rules `ledger.py`'s. What it adds is order and safety:
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +28,10 @@ from typing import Any
 import structlog
 
 from reconciler.actions import Action
+from reconciler.bhyve import BootCommands
+from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
+from reconciler.errors import NotReady
 from reconciler.facts import HostFacts
 from reconciler.host.files import save_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
@@ -33,19 +41,23 @@ from reconciler.host.guests import (
     list_processes,
     recorded_guests,
 )
+from reconciler.host.locks import SharedLocks
 from reconciler.ledger import Ledger
+from reconciler.placement import Placed, place, short_host_name
 from reconciler.plan import (
     Plan,
     PlanContext,
     Taps,
     allocate_taps,
     guests_holding_taps,
+    next_boot,
     plan_actions,
     plan_context,
     seed_files,
     state_files,
 )
 from reconciler.processes import ProcessTable
+from reconciler.sharedlock import Waiting
 from reconciler.spec import GuestSpec
 
 log = structlog.get_logger("reconciler.converge")
@@ -63,6 +75,9 @@ class PassResult:
     outcomes: tuple[Outcome, ...] = ()
     errors: tuple[str, ...] = ()  # for status and the log: unobserved facts, failed actions,
     # waiting and foreign guests
+    desired: Mapping[str, GuestSpec] = field(default_factory=dict)  # this host's, this pass
+    elsewhere: Mapping[str, str | None] = field(default_factory=dict)  # guest -> its host
+    waiting: Mapping[str, Waiting] = field(default_factory=dict)  # placed here, lock elsewhere
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -101,23 +116,54 @@ class PassResult:
 class Converger:
     """Holds what passes share: the driver, the config, the ledger and the last plan."""
 
-    def __init__(self, host: FreeBSDHost, config: DaemonConfig, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        host: FreeBSDHost,
+        config: DaemonConfig,
+        ledger: Ledger,
+        locks: SharedLocks | None = None,
+    ) -> None:
         self.host = host
         self.config = config
         self.ledger = ledger
+        # Without the daemon's keeper (plan, apply): look at shared-storage locks, never write.
+        self.locks = locks or SharedLocks(
+            host_path=host.host_path, clock=time.monotonic, wall_clock=time.time, take=False
+        )
         self._base = plan_context(config)
         self._last_plan: tuple[tuple[object, ...], Plan] | None = None
+        self._taps: Taps = {}  # the last pass's: boots between passes use them
+        # A boot waits for the pass that makes its disks and seed ready; `wants_pass` is told
+        # when a boot waits for a spec no pass has looked at yet (the daemon runs one).
+        self.gate = BootGate()
+        self.wants_pass: Callable[[str], None] | None = None
+        self._last_placed: tuple[tuple[object, ...], Placed] | None = None
+
+    @property
+    def host_name(self) -> str:
+        """This host's name in guest files and locks: the config's, or `hostname -s`."""
+        return self.config.host_name or short_host_name(socket.gethostname())
 
     def observe_and_plan(
         self,
-        desired: Mapping[str, GuestSpec],
+        specs: Mapping[str, GuestSpec],
         supervised: frozenset[str] | None,
         between: frozenset[str] = frozenset(),
     ) -> PassResult:
-        """Observe and plan, changing nothing. `supervised`: the guests this process runs, or
-        None for a command that runs none (their liveness then comes from boot records);
-        `between`: those of them between two boots (a reboot: the VM is kept, no process runs),
-        whose disks may be made ready for the next boot."""
+        """Observe and plan, changing nothing on the host. `supervised`: the guests this process
+        runs, or None for a command that runs none (their liveness then comes from boot
+        records); `between`: those of them between two boots (a reboot keeps the VM, no process
+        runs), whose disks and seed may be made ready for the next boot. `specs` are every
+        accepted guest file; the pass's own are those placed here whose shared-storage lock
+        this host may hold (a daemon's keeper takes and refreshes locks here, before anything
+        is planned for their guests)."""
+        placed = self._place(specs)
+        desired, waiting = self.locks.admit(
+            placed.here,
+            supervised or frozenset(),
+            me=self.host_name,
+            interval=self.config.resync_interval,
+        )
         known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
         live = (supervised or frozenset()) - between
         facts = self.host.observe(
@@ -146,6 +192,7 @@ class Converger:
             self._base, uplinks=self.config.bridges, running=running, held=held, rebooting=between
         )
         plan = self._plan(desired, facts, ctx, taps)
+        self._taps = taps
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
         errors += [f"warning: {warning}" for warning in plan.warnings]
@@ -154,18 +201,32 @@ class Converger:
             "stop it there and the reconciler takes over"
             for name, pid in sorted(foreign.items())
         ]
-        return PassResult(facts, plan, running, foreign, held, errors=tuple(errors))
+        return PassResult(
+            facts,
+            plan,
+            running,
+            foreign,
+            held,
+            errors=tuple(errors),
+            desired=desired,
+            elsewhere=placed.elsewhere,
+            waiting=waiting,
+        )
 
     def converge(
         self,
-        desired: Mapping[str, GuestSpec],
+        specs: Mapping[str, GuestSpec],
         supervised: frozenset[str] | None,
         on_outcome: Callable[[Outcome], None] | None = None,
         between: frozenset[str] = frozenset(),
     ) -> PassResult:
         """One whole pass: observe, plan, apply the host actions, settle the ledger. Guest
-        starts and stops come back pending: they belong to the supervisors."""
-        seen = self.observe_and_plan(desired, supervised, between)
+        starts and stops come back pending: they belong to the supervisors, as do copies the
+        driver runs in the background (their disks are claimed in the ledger all along)."""
+        seen = self.observe_and_plan(specs, supervised, between)
+        for fact, error in seen.facts.unobserved.items():
+            log.error("host.observe_failed", fact=fact, error=error)
+        desired = seen.desired
         before = self.ledger
         claims = [a for a in seen.actions if a.creates and before.after(a) != before]
         ahead = before
@@ -190,7 +251,33 @@ class Converger:
         if ledger != self.ledger:
             self._save(ledger, errors)
         errors += [f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error]
-        return replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+        result = replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+        self.gate.note(desired, result.running - between, result.waits)
+        return result
+
+    def prepare_boot(self, spec: GuestSpec) -> BootCommands:
+        """What the next boot of `spec` runs, from the last pass: its taps, and install mode
+        from its first disk. `NotReady` while the pass has not made what the reconciler creates
+        for it (its taps, its disks, copied, cloned or grown, its seed): it then waits for the
+        next pass, with no backoff."""
+        taps = self._taps.get(spec.name)
+        if taps is None or len(taps) != len(spec.nics):
+            raise NotReady("waiting for a pass to set up its taps")
+        wait = self.gate.why_wait(spec)
+        if wait is not None:
+            if wait.needs_pass and self.wants_pass is not None:
+                self.wants_pass(spec.name)
+            raise NotReady(wait.why)
+        for disk in spec.disks:
+            made = disk.size is not None or disk.source is not None
+            if made and not self.host.host_path(disk.device).exists():
+                raise NotReady(f"waiting for its disk {disk.device} to be created")
+        return next_boot(
+            spec,
+            taps=taps,
+            ctx=plan_context(self.config),
+            first_disk_bootable=self.host.first_disk_bootable(spec),
+        )
 
     def _save(self, ledger: Ledger, errors: list[str]) -> bool:
         """Persist `ledger`; it is this pass's truth either way, and a failed write is retried
@@ -223,6 +310,16 @@ class Converger:
             elif rec.outcome == "held":
                 held.add(name)
         return frozenset(live), frozenset(held)
+
+    def _place(self, specs: Mapping[str, GuestSpec]) -> Placed:
+        """`place` is pure: a pass whose files and config did not change reuses its split."""
+        key = (specs, self.host_name, self.config.placement)
+        last = self._last_placed
+        if last is not None and all(a is b or a == b for a, b in zip(last[0], key, strict=True)):
+            return last[1]
+        placed = place(specs, key[1], self.config.placement)
+        self._last_placed = (key, placed)
+        return placed
 
     def _plan(
         self, desired: Mapping[str, GuestSpec], facts: HostFacts, ctx: PlanContext, taps: Taps

@@ -15,69 +15,41 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from reconciler.bhyve import BootCommands
-from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
+from reconciler.confstate import ConfState
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
-from reconciler.errors import DaemonError, NotReady, ReconcilerError, SpecErrors
+from reconciler.errors import ReconcilerError
+from reconciler.fleet import FleetRows
 from reconciler.host.copier import ImageCopier
-from reconciler.host.files import (
-    AcceptedStore,
-    load_accepted,
-    load_ledger,
-    private_dirs,
-    read_config,
-)
+from reconciler.host.files import load_ledger, private_dirs, reread_config
 from reconciler.host.freebsd import FreeBSDHost
+from reconciler.host.locks import SharedLocks
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
-from reconciler.plan import Taps, next_boot, plan_context
+from reconciler.ledger import Ledger
+from reconciler.publish import Publisher
 from reconciler.settings import Timings
-from reconciler.spec import GuestSpec
-from reconciler.specdir import ConfDir, ConfSnapshot
-from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
-from reconciler.supervise import CommandRefused, GuestSupervisor
+from reconciler.status import DaemonStatus, GuestStatus, problem_lines
 from reconciler.supervisors import Supervisors
-from reconciler.watch import ConfWatcher
+from reconciler.wake import (
+    ConfChanged,
+    GuestEvent,
+    OperatorRequest,
+    PassWanted,
+    SignalEvent,
+    Wake,
+)
+from reconciler.watch import KeptWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 
 FULL_SWEEP_EVERY = 10  # passes: with exit events, every guest is looked at this often anyway
-
-
-@dataclass(frozen=True)
-class ConfChanged:
-    names: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GuestEvent:
-    name: str
-
-
-@dataclass(frozen=True)
-class SignalEvent:
-    signum: int
-
-
-@dataclass(frozen=True)
-class OperatorRequest:
-    request: Request
-
-
-@dataclass(frozen=True)
-class PassWanted:
-    why: str  # a background copy ended; a boot waits for a pass to make its disks ready
-
-
-Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest | PassWanted
 
 
 class Daemon:
@@ -98,25 +70,41 @@ class Daemon:
         self.clock = clock
         self.wall_clock = wall_clock
         self.wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
-        accepted = load_accepted(config.state_dir)
-        self._accepted = AcceptedStore(config.state_dir, accepted)
-        self.confdir = ConfDir(config.conf_dir, root=host.root, accepted=accepted)
-        self.snapshot: ConfSnapshot | None = None
+        self.conf = ConfState(config.conf_dir, config.state_dir, root=host.root)
         self.passes = 0
         self.started_at = wall_clock()
         self._wall_offset = wall_clock() - clock()
-        self._converger = Converger(host, config, load_ledger(config.state_dir))
-        self._taps: Taps = {}  # the last pass's: boots between passes use them
-        self._gate = BootGate()  # a boot waits for the pass that makes its disks ready
+        self.locks = SharedLocks(
+            host_path=host.host_path, clock=clock, wall_clock=wall_clock, take=True
+        )
+        self._converger = Converger(host, config, load_ledger(config.state_dir), self.locks)
+        self._fleet_rows = FleetRows()
+        self._others: tuple[GuestStatus, ...] = ()  # placed elsewhere, or waiting for a lock
+        self.publisher = Publisher(
+            config,
+            files=self.conf.files,
+            watching=lambda: self._watcher.watching,
+            host_name=lambda: self._converger.host_name,
+            wall_clock=wall_clock,
+        )
         self._host_errors: tuple[str, ...] = ()
         self._stopping = False
         self._detach = False
         self._pass_due = True
         self._next_resync = 0.0
-        self._status_writer = StatusWriter(config.run_dir)
-        self._watcher: ConfWatcher | None = None
+        self._watcher = KeptWatcher(
+            config.conf_dir,
+            lambda names: self.wake.put(ConfChanged(tuple(sorted(names)))),
+            quiet=self.timings.conf_quiet,
+            max_wait=self.timings.conf_max_wait,
+        )
         self._exits: ExitWatcher | None = None
         self.supervisors = self._make_supervisors()
+
+    @property
+    def ledger(self) -> Ledger:
+        """What the reconciler created, as of the last pass."""
+        return self._converger.ledger
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -131,18 +119,16 @@ class Daemon:
         try:
             private_dirs(self.config)
             lock.acquire()
+            self.publisher.start()
             control.start()
-            self._keep_watching()
+            self._watcher.keep()
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
-            self.host.copier = ImageCopier(
-                on_done=lambda disk: self.wake.put(PassWanted(f"copied {disk}")),
-                retry_after=self.config.resync_interval,
-            )
+            self._start_copies()
             self.supervisors = self._make_supervisors()
             log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
-            self.supervisors.adopt(self.confdir.scan().guests)  # the first pass logs problems
+            self.supervisors.adopt(self.conf.confdir.scan().guests)  # the first pass logs
             self._loop()
         finally:
             for signum, handler in previous.items():
@@ -150,13 +136,22 @@ class Daemon:
             for part in (self._exits, self._watcher):
                 if part is not None:
                     part.stop()
+            control.stop()
+            self.publisher.stop()
             if self.host.copier is not None:  # a cancelled copy leaves no temporary
                 self.host.copier.stop()
-                self.host.copier = None
-            control.stop()
             lock.release()
         log.info("daemon.exited", detached=self._detach)
         return 0
+
+    def _start_copies(self) -> None:
+        """Large copies run beside the passes; their end, and a boot that waits for a pass to
+        prepare it, wake the loop for one."""
+        self.host.copier = ImageCopier(
+            on_done=lambda disk: self.wake.put(PassWanted(f"copied {disk}")),
+            retry_after=self.config.resync_interval,
+        )
+        self._converger.wants_pass = lambda name: self.wake.put(PassWanted(f"{name} waits"))
 
     def _loop(self) -> None:
         wait = False
@@ -170,8 +165,11 @@ class Daemon:
                 self._handle(item)
             if items or wait:
                 self._pass_due |= self.supervisors.poll(named)
+                self._pass_due |= self._keep_locks()
                 self._write_status()
             if self._detach or (self._stopping and self.supervisors.settled):
+                if not self._detach:
+                    self.locks.release_all()  # every guest stopped: another host may boot them
                 self._write_status()
                 return
             wait = self._stopping or not (self._pass_due or self.clock() >= self._next_resync)
@@ -188,11 +186,24 @@ class Daemon:
                 items.append(self.wake.get_nowait())
         return items
 
+    def _keep_locks(self) -> bool:
+        """Between passes: shared-storage locks stay fresh while their guests stop (no passes
+        then), and a lock awaited from another host is looked at; True when one came free."""
+        now = self.clock()
+        if self._stopping and now >= self._next_resync:
+            self._next_resync = now + self.config.resync_interval
+            self.locks.refresh_held()
+        check = self.locks.next_check()
+        return check is not None and now >= check and self.locks.check_waiting()
+
     def _next_wake(self, now: float) -> float:
         deadlines = [now + self.timings.max_sleep]
-        if not self._stopping:
+        if not self._stopping or self.locks.held:
             deadlines.append(self._next_resync)
         deadlines += self.supervisors.deadlines()
+        check = self.locks.next_check()
+        if check is not None and not self._stopping:
+            deadlines.append(check)
         return min(deadlines)
 
     def _handle(self, item: Wake) -> None:
@@ -223,49 +234,22 @@ class Daemon:
             name = signal.Signals(signum).name
             log.info("daemon.stopping", signal=name, guests=len(self.supervisors))
             self._stopping = True
-            self.supervisors.shutdown(self._order_of)
-
-    def _order_of(self, sup: GuestSupervisor) -> int:
-        if sup.spec is not None:
-            return sup.spec.lifecycle.order
-        return self._converger.ledger.orders.get(sup.name, 0)
+            self.supervisors.shutdown(self._converger.ledger.orders)
 
     def _reload_config(self) -> None:
         if self.config_path is None:
             return
-        try:
-            config = read_config(self.config_path)
-        except SpecErrors as exc:
-            for p in exc.errors:
-                log.error("config.invalid", file=p.file, key=p.key, error=p.message)
-            return
-        # Where things live cannot change under a running daemon; the rest can.
-        self.config = replace(
-            config,
-            state_dir=self.config.state_dir,
-            run_dir=self.config.run_dir,
-            conf_dir=self.config.conf_dir,
-            vmm_dir=self.config.vmm_dir,
-        )
-        self._converger.config = self.config
-        self.timings = self.config.timings.timings()
-        self.supervisors.retime(self.config.stop_timeout, self.timings)
+        config = reread_config(self.config_path, self.config)
+        if config is not None:
+            self.config = self._converger.config = config
+            self.timings = config.timings.timings()
+            self.supervisors.retime(config.stop_timeout, self.timings)
 
     def _operator(self, request: Request) -> None:
-        sup = self.supervisors.get(request.guest or "")
-        if request.command not in ("start", "stop", "restart"):
-            request.reply(False, f"unknown command {request.command!r}")
-        elif sup is None:
-            request.reply(False, f"no guest named {request.guest!r}")
-        else:
-            try:
-                getattr(sup, request.command)()
-            except CommandRefused as exc:
-                request.reply(False, str(exc))
-                return
-            log.info("operator.command", command=request.command, guest=sup.name, state=sup.state)
+        ok, message = self.supervisors.command(request.command, request.guest)
+        if ok:
             self._write_status()
-            request.reply(True, f"{request.command}: {sup.name} is {sup.state}")
+        request.reply(ok, message)
 
     # -- the pass ------------------------------------------------------------------------------
 
@@ -273,13 +257,15 @@ class Daemon:
         """One pass: specs, host facts, host actions, then every supervisor's accepted spec.
         The loop runs it; a test may run it directly on an in-process daemon."""
         self._pass_due = False
-        self._next_resync = self.clock() + self.config.resync_interval
+        started = self.clock()
+        self._next_resync = started + self.config.resync_interval
         self.passes += 1
         self.supervisors.new_round()
-        self._keep_watching()
-        self.confdir.claims = self._converger.ledger.tap_claims()
-        desired = self._scan()
-        problems = self._accepted.keep(desired, lambda name: self.supervisors.get(name) is None)
+        self._watcher.keep()
+        desired, problems = self.conf.scan(
+            self._converger.ledger.tap_claims(), lambda name: self.supervisors.get(name) is None
+        )
+        self.supervisors.set_problems(self.conf.file_errors)
         held = self.supervisors.holding_vms()
         between = self.supervisors.between_boots()
         try:
@@ -287,48 +273,21 @@ class Daemon:
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (*problems, f"observe: {exc}")
+            self.publisher.pass_done(self.clock() - started, None)
             return
-        self._taps = result.taps
         self._host_errors = (*problems, *result.errors)
-        self._gate.note(desired, result.running - between, result.waits)
-        for fact, error in result.facts.unobserved.items():
-            log.error("host.observe_failed", fact=fact, error=error)
-        self.supervisors.hand(desired, result.blocked | frozenset(result.foreign))
+        self.supervisors.hand(result.desired, result.blocked | frozenset(result.foreign))
+        self._others = self._fleet_rows.rows(
+            desired,
+            result.elsewhere,
+            result.waiting,
+            supervised=lambda name: self.supervisors.get(name) is not None,
+            errors=self.conf.file_errors,
+        )
         full = self._exits is None or self.passes % FULL_SWEEP_EVERY == 1  # the first, too
         self._pass_due |= self.supervisors.poll(None if full else self.supervisors.unsteady())
         self._write_status()
-
-    def _scan(self) -> Mapping[str, GuestSpec]:
-        previous, self.snapshot = self.snapshot, self.confdir.scan()
-        snapshot = self.snapshot
-        if snapshot is not previous:
-            for p in snapshot.errors:
-                log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
-            self.supervisors.set_problems(file_errors(snapshot))
-        return snapshot.guests
-
-    def _keep_watching(self) -> None:
-        """conf_dir removed, renamed or swapped (a symlink to a new checkout): watch anew. Until
-        it can be watched, the resync is the only way its changes are seen."""
-        if self._watcher is not None:
-            if self._watcher.is_alive():
-                return
-            self._watcher.stop()
-        try:
-            self._watcher = self._start_watcher()
-            log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
-        except DaemonError as exc:  # the dead watcher stays: the next pass tries again
-            log.error("watch.failed", conf_dir=str(self.config.conf_dir), error=str(exc))
-
-    def _start_watcher(self) -> ConfWatcher:
-        watcher = ConfWatcher(
-            self.config.conf_dir,
-            lambda names: self.wake.put(ConfChanged(tuple(sorted(names)))),
-            quiet=self.timings.conf_quiet,
-            max_wait=self.timings.conf_max_wait,
-        )
-        watcher.start()
-        return watcher
+        self.publisher.pass_done(self.clock() - started, result)
 
     def _make_supervisors(self) -> Supervisors:
         return Supervisors(
@@ -339,35 +298,9 @@ class Daemon:
             timings=self.timings,
             clock=self.clock,
             wall_offset=self._wall_offset,
-            prepare_boot=self.prepare_boot,
+            prepare_boot=self._converger.prepare_boot,
             exits=self._exits,
             wake=self._guest_event,
-        )
-
-    # -- boots -----------------------------------------------------------------------------
-
-    def prepare_boot(self, spec: GuestSpec) -> BootCommands:
-        """What the next boot of `spec` runs: its taps (the last pass's), and install mode from
-        its first disk. `NotReady` while the pass has not made what the reconciler creates for
-        it (its taps, its disks, copied, cloned or grown, its seed): it then waits for the next
-        pass, with no backoff."""
-        taps = self._taps.get(spec.name)
-        if taps is None or len(taps) != len(spec.nics):
-            raise NotReady("waiting for a pass to set up its taps")
-        wait = self._gate.why_wait(spec)
-        if wait is not None:
-            if wait.needs_pass:
-                self.wake.put(PassWanted(f"{spec.name} waits for it"))
-            raise NotReady(wait.why)
-        for disk in spec.disks:
-            made = disk.size is not None or disk.source is not None
-            if made and not self.host.host_path(disk.device).exists():
-                raise NotReady(f"waiting for its disk {disk.device} to be created")
-        return next_boot(
-            spec,
-            taps=taps,
-            ctx=plan_context(self.config),
-            first_disk_bootable=self.host.first_disk_bootable(spec),
         )
 
     # -- status and checks ---------------------------------------------------------------------
@@ -378,11 +311,8 @@ class Daemon:
             started_at=self.started_at,
             updated_at=self.wall_clock(),
             passes=self.passes,
-            guests=self.supervisors.rows(),
-            problems=problem_lines(self.snapshot.problems if self.snapshot else ()),
+            guests=self.supervisors.rows() + self._others,
+            problems=problem_lines(self.conf.snapshot.problems if self.conf.snapshot else ()),
             host_errors=self._host_errors,
         )
-        try:
-            self._status_writer.write_if_changed(status)
-        except OSError as exc:  # a full run_dir: report, keep supervising, try again later
-            log.error("status.write_failed", file=str(self._status_writer.path), error=str(exc))
+        self.publisher.publish(status)

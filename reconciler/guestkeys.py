@@ -193,6 +193,13 @@ GUEST = TableSpec(
         Key("stop_timeout", Duration(MAX_STOP_TIMEOUT), "how long an ACPI shutdown may take "
             "before a forced power-off", example="5m", field="lifecycle.stop_timeout",
             default_doc="the daemon config's stop_timeout"),
+        Key("host", Text(), "the host that runs the guest (the daemon config's host_name); "
+            "other hosts validate the file and leave the guest alone", example="hv1",
+            field="lifecycle.host", rule=rules.host_name,
+            default_doc='this host with placement = "any", none with "required"'),
+        Key("shared_storage", Boolean(), "its disks are on storage other hosts see (NFS): "
+            "a lock file beside the first disk lets one host at a time boot it",
+            example=True, field="lifecycle.shared_storage", rule=rules.shared_storage),
         Key("utc_clock", Boolean(), "the RTC keeps UTC, not local time", example=True),
         Key("ignore_msrs", Boolean(), "ignore accesses to unknown MSRs (bhyve -w)", example=True),
         Key("wire_memory", Boolean(), "wire guest memory (bhyve -S); passthru implies it",

@@ -13,11 +13,14 @@ those is due; the supervisor carries them out. Values in, values out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from reconciler.policy import ExitStatus
+from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
+from reconciler.units import parse_size
 
 State = Literal[
     "running",
@@ -34,6 +37,11 @@ Desired = Literal["running", "stopped", "removed", "shutdown"]
 OffReason = Literal["stopped", "powered-off", "held", "error"]
 StopPhase = Literal["acpi", "loader", "poweroff", "kill"]
 AfterStop = Literal["stopped", "held", "boot"]
+
+
+# Restarts by reason (status, metrics): the policy's decision after an exit, or the operator's.
+RESTART_REASONS = ("reboot", "crash", "poweroff", "operator")
+RESTART_OF = {"reboot": "reboot", "backoff": "crash", "boot": "poweroff"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,8 @@ def status_row(
     file: str | None,
     spec_error: str | None,
     wall_offset: float,
+    spec: GuestSpec | None = None,
+    restarts: Mapping[str, int] | None = None,
 ) -> GuestStatus:
     """A supervisor's status row; times move from its clock to the wall clock."""
     live = phase if isinstance(phase, Live) else None
@@ -170,4 +180,7 @@ def status_row(
         last_error=last_error,
         file=file,
         spec_error=spec_error,
+        cpus=spec.cpus if spec is not None else None,
+        memory_bytes=parse_size(spec.memory) if spec is not None else None,
+        restarts=dict(restarts or {}),
     )

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from typing import Any
 
+from reconciler.placement import host_name_problem
 from reconciler.spec import Disk, Nic
 from reconciler.tomlreader import Entry, Section
 from reconciler.units import parse_size
@@ -361,3 +362,36 @@ def _snapshot_source_problem(source: str, zvol: str) -> str | None:
             "in its snapshot's pool"
         )
     return None
+
+
+def host_name(section: Section, key: str, value: str) -> str | None:
+    problem = host_name_problem(value)
+    if problem is not None:
+        section.error(key, f"{problem}, got {show(value)}")
+        return None
+    return value.lower()
+
+
+def shared_storage(section: Section, key: str, value: bool) -> bool | None:
+    """The lock lives beside the first disk, so that disk must be a file in a directory both
+    hosts see: not a ZFS volume, not a device (devfs holds no lock files)."""
+    disks = section.data.get("disk")
+    first = disks[0] if isinstance(disks, list) and disks else None
+    if not value or not isinstance(first, dict):
+        return value  # a missing or malformed [[disk]] is reported by its own key
+    path = first.get("path")
+    if not isinstance(path, str):
+        section.error(
+            key,
+            "needs the first [[disk]] to be an image file (`path`), not a zvol: "
+            "the lock file lives beside it on the shared file system",
+        )
+        return None
+    if path.startswith("/dev/"):
+        section.error(
+            key,
+            f"the first disk {show(path)} is a device: the lock file must live "
+            "beside an image file on the shared file system",
+        )
+        return None
+    return value

@@ -148,13 +148,16 @@ class CloudInit:
 @dataclass(frozen=True)
 class Lifecycle:
     """How the reconciler runs a guest, as opposed to what boots: changing these never needs
-    a restart. In the file they are top-level keys (`state = "stopped"`)."""
+    a restart (a new `host` moves the guest: it stops here, as if its file were removed). In
+    the file they are top-level keys (`state = "stopped"`)."""
 
     state: DesiredState = "running"
     order: int = 0
     restart: RestartPolicy = "on-failure"
     on_change: OnChange = "restart"
     stop_timeout: float | None = None  # seconds; None = the daemon config's
+    host: str | None = None  # the host that runs it (placement); None: see the daemon config
+    shared_storage: bool = False  # its disks are shared: a lock beside the first one
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ class GuestStatus:
     last_error: str | None = None
     file: str | None = None
     spec_error: str | None = None  # the file is broken: the guest keeps its last good spec
+    host: str | None = None  # state elsewhere: the host its file names; waiting: the lock's
+    cpus: int | None = None  # from its spec
+    memory_bytes: int | None = None
+    restarts: Mapping[str, int] = field(default_factory=dict)  # reason -> count, this daemon
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class StatusWriter:
             rows.append(text)
         self._encoded = encoded
         return json.dumps(head)[:-1] + f', "guests": [{",".join(rows)}]}}\n'
+
+    @property
+    def last(self) -> DaemonStatus | None:
+        """The status as status.json last received it."""
+        return self._last
 
     def write(self, status: DaemonStatus) -> None:
         """Rewritten after every change: no fsync, a crash loses nothing. Raises OSError."""
@@ -179,7 +188,10 @@ def render_table(status: DaemonStatus, now: float | None = None) -> str:
             else f"in {format_duration(max(0.0, g.next_restart_at - now))}"
         )
         error = g.spec_error or g.last_error or "-"
-        rows.append((g.name, g.state, str(g.pid or "-"), uptime, str(g.boots), last, nxt, error))
+        state = g.state
+        if state == "elsewhere":
+            state = f"elsewhere ({g.host})" if g.host else "unplaced (no host key)"
+        rows.append((g.name, state, str(g.pid or "-"), uptime, str(g.boots), last, nxt, error))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

@@ -51,6 +51,7 @@ from reconciler.bootcycle import BootCycle, desired_of
 from reconciler.guestboot import find, live_pid
 from reconciler.guestops import BootPlan, BootRecord, CommandRefused, GuestOps, Logger
 from reconciler.guestphase import (
+    RESTART_REASONS,
     Desired,
     Due,
     Live,
@@ -109,6 +110,7 @@ class GuestSupervisor(BootCycle):
         self._history = RestartHistory()
         self._last_exit: ExitStatus | None = None
         self._last_error: str | None = None
+        self._restarts = dict.fromkeys(RESTART_REASONS, 0)
         self._row: tuple[tuple[object, ...], GuestStatus] | None = None
         self._look_at = 0.0  # while the loader runs: when to look for bhyve's start again
         self._adopt(clock())
@@ -158,6 +160,7 @@ class GuestSupervisor(BootCycle):
     def restart(self) -> None:
         """Operator `restart`: graceful stop, then boot; boots at once a guest that is off."""
         self._refuse_unless_wanted("restart")
+        self._restarts["operator"] += 1
         now = self._clock()
         phase = self._phase
         if isinstance(phase, Live):
@@ -237,7 +240,7 @@ class GuestSupervisor(BootCycle):
         """This guest's status row; the same object while nothing in it changed."""
         key = (
             self._phase, self._desired, self._boots, self._last_exit, self._last_error,
-            self._spec, self.file_problem,
+            self._spec, self.file_problem, *self._restarts.values(),
         )  # fmt: skip
         if self._row is None or self._row[0] != key:
             row = status_row(
@@ -250,6 +253,8 @@ class GuestSupervisor(BootCycle):
                 file=self._spec.source if self._spec is not None else None,
                 spec_error=self.file_problem,
                 wall_offset=self._wall_offset,
+                spec=self._spec,
+                restarts=self._restarts,
             )
             self._row = (key, row)
         return self._row[1]

@@ -21,7 +21,7 @@ from reconciler.processes import ProcessTable
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
-from reconciler.supervise import GuestSupervisor
+from reconciler.supervise import CommandRefused, GuestSupervisor
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -134,11 +134,15 @@ class Supervisors:
     def unsteady(self) -> set[str]:
         return {n for n, s in self._by_name.items() if not s.steady}
 
-    def shutdown(self, order_of: Callable[[GuestSupervisor], int]) -> None:
-        """Every guest stops gracefully, signalled in reverse `order`, stopping in parallel."""
-        for sup in sorted(
-            self._by_name.values(), key=lambda s: (order_of(s), s.name), reverse=True
-        ):
+    def shutdown(self, orders: Mapping[str, int]) -> None:
+        """Every guest stops gracefully, signalled in reverse `order` (its spec's, or for a
+        guest whose file is gone the one the ledger kept), stopping in parallel."""
+
+        def order_of(sup: GuestSupervisor) -> tuple[int, str]:
+            spec = sup.spec
+            return (spec.lifecycle.order if spec else orders.get(sup.name, 0), sup.name)
+
+        for sup in sorted(self._by_name.values(), key=order_of, reverse=True):
             sup.shutdown()
 
     def retime(self, stop_timeout: float, timings: Timings) -> None:
@@ -148,6 +152,20 @@ class Supervisors:
         for sup in self._by_name.values():
             sup.stop_timeout = stop_timeout
             sup.timings = timings
+
+    def command(self, command: str, guest: str | None) -> tuple[bool, str]:
+        """An operator's start, stop or restart; whether it was taken, and what to tell."""
+        sup = self._by_name.get(guest or "")
+        if command not in ("start", "stop", "restart"):
+            return False, f"unknown command {command!r}"
+        if sup is None:
+            return False, f"no guest named {guest!r}"
+        try:
+            getattr(sup, command)()
+        except CommandRefused as exc:
+            return False, str(exc)
+        log.info("operator.command", command=command, guest=sup.name, state=sup.state)
+        return True, f"{command}: {sup.name} is {sup.state}"
 
     def set_problems(self, errors: Mapping[str, str]) -> None:
         for name, sup in self._by_name.items():

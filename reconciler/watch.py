@@ -306,3 +306,49 @@ class ConfWatcher:
             except Exception:
                 # A failing consumer must not end the watch; the next burst tries again.
                 log.exception("watch.notify_failed", dir=str(self.directory))
+
+
+class KeptWatcher:
+    """A `ConfWatcher` on a directory that may be removed, renamed or swapped (a symlink to a
+    new checkout): `keep()` watches anew whenever the current watcher died. Until the directory
+    can be watched, the caller's periodic resync is the only way its changes are seen; the
+    failure is logged each time `keep()` tries."""
+
+    def __init__(
+        self,
+        directory: Path,
+        notify: Callable[[frozenset[str]], None],
+        *,
+        quiet: float,
+        max_wait: float,
+    ) -> None:
+        self.directory = directory
+        self._notify = notify
+        self._quiet = quiet
+        self._max_wait = max_wait
+        self._watcher: ConfWatcher | None = None
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None and self._watcher.is_alive()
+
+    def keep(self) -> None:
+        if self._watcher is not None:
+            if self._watcher.is_alive():
+                return
+            self._watcher.stop()
+            self._watcher = None
+        watcher = ConfWatcher(
+            self.directory, self._notify, quiet=self._quiet, max_wait=self._max_wait
+        )
+        try:
+            watcher.start()
+        except DaemonError as exc:
+            log.error("watch.failed", dir=str(self.directory), error=str(exc))
+            return
+        self._watcher = watcher
+        log.info("watch.started", dir=str(self.directory))
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     st = command("status", "one row per guest, from the running daemon's status file", cmd_status)
     st.add_argument("--json", action="store_true")
+    st.add_argument("--all", action="store_true", help="also the guests placed on other hosts")
     for name, text in (
         ("start", "boot a powered-off, held or failed guest now"),
         ("stop", "stop a guest gracefully and hold it stopped"),

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 from reconciler.cli.context import Context, open_host
 from reconciler.cli.inspect import EXIT_ERROR, EXIT_OK
@@ -47,12 +48,17 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+    away = sum(g.state == "elsewhere" for g in status.guests)
+    if not args.all:
+        status = replace(status, guests=tuple(g for g in status.guests if g.state != "elsewhere"))
     if args.json:
         print(json.dumps({"daemon_running": pid is not None, **status_json(status)}, indent=2))
         return EXIT_OK
     if pid is None:
         print(f"(no daemon is running on {ctx.config.run_dir}: this is its last status)")
     print(render_table(status))
+    if away and not args.all:
+        print(f"({away} guest(s) placed on other hosts: status --all lists them)")
     return EXIT_OK
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
+
+import structlog
 
 from reconciler.accepted import Accepted, parse, render
 from reconciler.config import DaemonConfig, parse_config
@@ -68,6 +71,8 @@ def read_json(path: Path, *, what: str, recover: str) -> object | None:
     return data
 
 
+log = structlog.get_logger("reconciler.daemon")
+
 LEDGER_RECOVERY = (
     "restore it from a backup, or move it aside to start with an empty ledger (the taps, "
     "bridges and memberships it recorded are then left in place, never removed)"
@@ -106,6 +111,24 @@ def read_config(path: Path) -> DaemonConfig:
     if errors:
         raise SpecErrors("the daemon config", errors)
     return config
+
+
+def reread_config(path: Path, current: DaemonConfig) -> DaemonConfig | None:
+    """The config reloaded (SIGHUP), keeping where things live (they cannot move under a
+    running daemon); None, with every problem logged, when it is invalid."""
+    try:
+        config = read_config(path)
+    except SpecErrors as exc:
+        for p in exc.errors:
+            log.error("config.invalid", file=p.file, key=p.key, error=p.message)
+        return None
+    return replace(
+        config,
+        state_dir=current.state_dir,
+        run_dir=current.run_dir,
+        conf_dir=current.conf_dir,
+        vmm_dir=current.vmm_dir,
+    )
 
 
 def private_dirs(config: DaemonConfig) -> None:

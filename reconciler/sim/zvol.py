@@ -15,6 +15,11 @@ from reconciler.sim import state as st
 from reconciler.sim.args import UsageError, getopt
 from reconciler.sim.zfs import nicebytes, nicestrtonum, usage
 
+# lseek(2) whence values; typeshed lists them only for some platforms (3 and 4 on Linux and
+# FreeBSD alike).
+_SEEK_DATA: int = getattr(os, "SEEK_DATA", 3)
+_SEEK_HOLE: int = getattr(os, "SEEK_HOLE", 4)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,10 +47,10 @@ def _sparse_copy(source: str, target: str, size: int) -> None:
         offset = 0
         while offset < size:
             try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
+                start = os.lseek(fd, offset, _SEEK_DATA)
             except OSError:  # ENXIO: no data after offset
                 break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
+            end = os.lseek(fd, start, _SEEK_HOLE)
             src.seek(start)
             dst.seek(start)
             remaining = end - start

@@ -153,7 +153,7 @@ def test_a_damaged_status_file_is_one_clear_error(tmp_path: Path, content: bytes
 
 
 def test_fields_a_newer_daemon_wrote_are_ignored(tmp_path: Path) -> None:
-    row = {"name": "a", "state": "running", "cpus": 4}
+    row = {"name": "a", "state": "running", "numa_nodes": 4}  # cpus became a real field
     data = {"pid": 1, "started_at": 0.0, "updated_at": 1.0, "future": 1, "guests": [row]}
     (tmp_path / "status.json").write_text(json.dumps(data))
     status = read_status(tmp_path)
