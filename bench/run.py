@@ -1,6 +1,6 @@
 """bhyve-reconciler benchmarks: speed, scale and memory on the simulated host.
 
-    python bench/run.py            # every figure (about six minutes)
+    python bench/run.py            # every figure (about seven minutes)
     python bench/run.py --quick    # shorter idle window and fewer repetitions
     python bench/run.py --metrics  # only the metrics figures (a minute)
 
@@ -546,6 +546,9 @@ def all_figures(tmp: Path, repeat: int, *, quick: bool) -> list[Row]:
     rows += bench_idle(tmp, 1000, 15.0 if quick else 60.0)
     rows += bench_shim(tmp, 5)
     rows += bench_validate(tmp, 1000, 3 if quick else 5)
+    from copy_pass import bench_copies  # it imports this module's helpers
+
+    rows += bench_copies(tmp, repeat)
     return rows
 
 

@@ -25,6 +25,12 @@ FBUF_SLOT = 29
 TABLET_SLOT = 30
 INSTALL_CD_SLOT = 31
 LAST_DEVICE_SLOT = FBUF_SLOT - 1
+# The cloud-init seed CD: the last device slot. 29-31 are vmrun.sh's fbuf, xhci tablet and
+# install media, any of which a cloud-init guest may use too (a UEFI image with a framebuffer,
+# an [install] ISO); NICs, disks and passthru count up from 2, so 28 is the one slot they reach
+# last, and keeping the seed there leaves every other device where vmrun.sh puts it, whether
+# the guest has a seed or not (validation keeps the devices below it).
+SEED_CD_SLOT = LAST_DEVICE_SLOT
 
 DEVICE_MAP = "device.map"
 GRUB_CFG = "grub.cfg"
@@ -87,13 +93,17 @@ def _device_slots(guest: GuestSpec) -> _DeviceSlots:
     # keeping that order is what lets a vmrun.sh-installed guest find its disks unchanged.
     counts = (len(guest.nics), len(guest.disks), len(guest.passthru))
     last = FIRST_DEVICE_SLOT + sum(counts) - 1
-    if last > LAST_DEVICE_SLOT:
-        free = LAST_DEVICE_SLOT - FIRST_DEVICE_SLOT + 1
+    top = LAST_DEVICE_SLOT if guest.cloud_init is None else SEED_CD_SLOT - 1
+    if last > top:
+        free = top - FIRST_DEVICE_SLOT + 1
+        kept = "29-31 are kept for fbuf, xhci, install cd"
+        if guest.cloud_init is not None:
+            kept = f"{SEED_CD_SLOT} is the cloud-init seed's, {kept}"
         raise SpecError(
             guest.source or guest.name,
             "disk",
             f"{sum(counts)} NICs, disks and passthru devices do not fit the {free} PCI slots "
-            f"{FIRST_DEVICE_SLOT}-{LAST_DEVICE_SLOT} (29-31 are kept for fbuf, xhci, install cd)",
+            f"{FIRST_DEVICE_SLOT}-{top} ({kept})",
         )
     groups: list[tuple[int, ...]] = []
     start = FIRST_DEVICE_SLOT
@@ -105,7 +115,7 @@ def _device_slots(guest: GuestSpec) -> _DeviceSlots:
 
 def pci_slots(guest: GuestSpec, *, install: bool = False) -> list[tuple[int, str]]:
     """The guest's PCI layout, sorted by slot: `(slot, what)` with `what` one of `hostbridge`,
-    `lpc`, `nicN`, `diskN`, `passthruN`, `fbuf`, `xhci-tablet`, `install-cd`.
+    `lpc`, `nicN`, `diskN`, `passthruN`, `seed-cd`, `fbuf`, `xhci-tablet`, `install-cd`.
 
     Raises `SpecError` when the NICs, disks and passthru devices do not fit slots 2-28.
     """
@@ -114,6 +124,8 @@ def pci_slots(guest: GuestSpec, *, install: bool = False) -> list[tuple[int, str
     layout += [(slot, f"nic{i}") for i, slot in enumerate(devices.nics)]
     layout += [(slot, f"disk{i}") for i, slot in enumerate(devices.disks)]
     layout += [(slot, f"passthru{i}") for i, slot in enumerate(devices.passthru)]
+    if guest.cloud_init is not None:
+        layout.append((SEED_CD_SLOT, "seed-cd"))
     if guest.loader == "uefi" and guest.graphics is not None:
         layout.append((FBUF_SLOT, "fbuf"))
         if guest.graphics.tablet:
@@ -130,12 +142,14 @@ def boot_commands(
     install: bool,
     guest_dir: str,
     uefi_vars: str | None = None,
+    seed: str | None = None,
 ) -> BootCommands:
     """The loader and bhyve argv (argv[0] a bare tool name, found on PATH) for the next boot.
 
     `taps` names the tap of each NIC, in `guest.nics` order. `install` is `needs_install(...)`'s
     answer. `guest_dir` is the guest's state directory, where grub's device.map and grub.cfg go.
-    `uefi_vars` is the per-guest vars file, required when `guest.uefi.vars` is set.
+    `uefi_vars` is the per-guest vars file, required when `guest.uefi.vars` is set; `seed`
+    the cloud-init seed image, required when `guest.cloud_init` is set.
     Raises `ValueError` when the caller's facts do not fit the spec, and `SpecError` when the
     devices do not fit bhyve's PCI slots.
     """
@@ -145,6 +159,8 @@ def boot_commands(
         raise ValueError(f"{guest.name}: install mode without an [install] iso")
     if guest.loader == "uefi" and guest.uefi.vars and uefi_vars is None:
         raise ValueError(f"{guest.name}: [uefi] vars is set but no vars file was given")
+    if (guest.cloud_init is None) != (seed is None):
+        raise ValueError(f"{guest.name}: a seed image goes with [cloud_init], and only with it")
 
     if guest.layout == "vm-bhyve":
         laid_out = bhyve_layout.vm_bhyve_commands(
@@ -159,7 +175,7 @@ def boot_commands(
         loader, files = _grub_bhyve(guest, install=install, guest_dir=guest_dir)
     else:
         loader = None
-    bhyve = _bhyve_argv(guest, taps=taps, install=install, uefi_vars=uefi_vars)
+    bhyve = _bhyve_argv(guest, taps=taps, install=install, uefi_vars=uefi_vars, seed=seed)
     return BootCommands(loader=loader, bhyve=bhyve, files=files, install=install)
 
 
@@ -253,7 +269,12 @@ def _efi_args(guest: GuestSpec, *, install: bool, uefi_vars: str | None) -> list
 
 
 def _bhyve_argv(
-    guest: GuestSpec, *, taps: Sequence[str], install: bool, uefi_vars: str | None
+    guest: GuestSpec,
+    *,
+    taps: Sequence[str],
+    install: bool,
+    uefi_vars: str | None,
+    seed: str | None = None,
 ) -> tuple[str, ...]:
     argv = ["bhyve", "-c", guest.cpu_argument, "-m", guest.memory, "-H", "-A", "-P"]
     if guest.uuid is not None:
@@ -277,6 +298,8 @@ def _bhyve_argv(
         argv += ["-s", ",".join([f"{slot}:0", disk.emulation, disk.device, *disk.options])]
     for slot, bsf in zip(slots.passthru, guest.passthru, strict=True):
         argv += ["-s", f"{slot}:0,passthru,{bsf}"]
+    if seed is not None:
+        argv += ["-s", f"{SEED_CD_SLOT}:0,ahci-cd,{seed}"]
 
     argv += ["-l", f"com1,{guest.console_device}"]
     if install:

@@ -25,13 +25,16 @@ import yaml
 from reconciler.cloudinit_rules import (
     MAX_CONTENT,
     SSH_KEY_TYPES,
-    TableReader,
+    guest_name_problem,
     is_path,
     key_identity,
     network_config_problem,
     split_user_data,
+    user_data_problem,
 )
 from reconciler.errors import SpecError
+from reconciler.spec import CloudInit, GuestSpec, StaticNetwork
+from reconciler.tomlreader import Reader, Section
 
 __all__ = [
     "MAX_CONTENT",
@@ -44,6 +47,7 @@ __all__ = [
     "parse_cloud_init",
     "render_network_config",
     "render_seed",
+    "seed_for",
     "user_data_problem",
 ]
 
@@ -52,39 +56,6 @@ SEED_LABEL = "cidata"
 # Linux driver names of bhyve's NIC emulations (drivers/net/virtio_net.c, and
 # drivers/net/ethernet/intel/e1000/), as network config v2 `match: driver:` wants them.
 NIC_DRIVERS = {"virtio-net": "virtio_net", "e1000": "e1000"}
-
-
-@dataclass(frozen=True)
-class StaticNetwork:
-    """`[cloud_init.network]`: one static address on the guest's first NIC."""
-
-    address: str  # "192.0.2.21/24", as ipaddress.ip_interface prints it
-    gateway: str | None = None
-    nameservers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CloudInit:
-    """A validated `[cloud_init]`. `user_data` and `network_config` are inline text or a path."""
-
-    ssh_authorized_keys: tuple[str, ...] = ()
-    user_data: str | None = None
-    hostname: str | None = None  # None: the guest's name
-    network: StaticNetwork | None = None
-    network_config: str | None = None
-
-    @property
-    def user_data_path(self) -> str | None:
-        """The file the caller must read for `render_seed`, or None when inline or absent."""
-        return self.user_data if self.user_data is not None and is_path(self.user_data) else None
-
-    @property
-    def network_config_path(self) -> str | None:
-        nc = self.network_config
-        return nc if nc is not None and is_path(nc) else None
-
-    def hostname_for(self, guest_name: str) -> str:
-        return self.hostname if self.hostname is not None else guest_name
 
 
 @dataclass(frozen=True)
@@ -107,72 +78,24 @@ class Seed:
 def parse_cloud_init(
     data: Any, *, file: str, guest_name: str
 ) -> tuple[CloudInit | None, list[SpecError]]:
-    """Validate a parsed `[cloud_init]` table; the model, or None and every error in it.
+    """Validate a parsed `[cloud_init]` table alone, as a guest file's is (the keys are declared
+    once, in `guestkeys.CLOUD_INIT`): the model, or None and every error in it.
 
     Inline `user_data` and `network_config` are checked here; one given as a path is checked by
     `render_seed` once the caller has read it.
     """
-    reader = TableReader(file, KEY)
-    if not isinstance(data, Mapping):
-        reader.error(KEY, f"expected a table ([{KEY}]), got {reader.describe(data)}")
+    from reconciler.guestkeys import GUEST  # it imports spec, which this module's users need
+
+    reader = Reader(file)
+    top = Section(reader, {KEY: data}, "", (KEY,))
+    ci: CloudInit | None = top.read(GUEST.key(KEY))
+    if ci is not None and ci.hostname is None:
+        problem = guest_name_problem(guest_name)
+        if problem is not None:
+            top.error(f"{KEY}.hostname", problem)
+    if reader.count or ci is None:
         return None, reader.errors
-    reader.unknown_keys(data)
-    keys = reader.ssh_keys(data.get("ssh_authorized_keys"))
-    user_data = reader.content(data, "user_data", user_data_problem)
-    hostname = reader.hostname(data.get("hostname"), guest_name)
-    network = _parse_network(reader, data.get("network"))
-    network_config = reader.content(data, "network_config", network_config_problem)
-    if "network" in data and "network_config" in data:
-        reader.error(
-            f"{KEY}.network_config",
-            "give either `network` (one static address) or `network_config`, not both",
-        )
-    if not data.get("ssh_authorized_keys") and "user_data" not in data:
-        reader.error(
-            KEY,
-            "needs `ssh_authorized_keys` or `user_data`: cloud images have no password, "
-            "so without either nobody can log in",
-        )
-    if reader.errors:
-        return None, reader.errors
-    return (
-        CloudInit(
-            ssh_authorized_keys=keys,
-            user_data=user_data,
-            hostname=hostname,
-            network=network,
-            network_config=network_config,
-        ),
-        [],
-    )
-
-
-def _parse_network(reader: TableReader, data: Any) -> StaticNetwork | None:
-    if data is None:
-        return None
-    key = f"{KEY}.network"
-    if not isinstance(data, Mapping):
-        reader.error(key, f"expected a table, got {reader.describe(data)}")
-        return None
-    before = len(reader.errors)
-    reader.unknown_keys(data, prefix=key, known=("address", "gateway", "nameservers"))
-    address = reader.interface(data.get("address"), f"{key}.address")
-    gateway = reader.gateway(data.get("gateway"), f"{key}.gateway", address)
-    nameservers = reader.nameservers(data.get("nameservers"), f"{key}.nameservers")
-    if len(reader.errors) > before or address is None:
-        return None
-    return StaticNetwork(address=str(address), gateway=gateway, nameservers=nameservers)
-
-
-def user_data_problem(text: str) -> str | None:
-    """Why `text` is not user-data this project can seed, or None.
-
-    cloud-init tells formats apart by their first line (doc/rtd/reference/format.rst, "Headers
-    and content types"); two are taken here: `#cloud-config`, whose rest must be a YAML mapping,
-    and `#!`, a script run once per instance.
-    """
-    _kind, _config, problem = split_user_data(text)
-    return problem
+    return ci, []
 
 
 # --- Rendering --------------------------------------------------------------------------------
@@ -220,6 +143,48 @@ def render_seed(
     return Seed(instance_id, meta, user_bytes, network_bytes), []
 
 
+# guest name -> (the spec, its seed): rendering parses YAML, so a pass over many unchanged
+# guests asks this, not the renderer. One entry per guest, as the specs themselves hold the
+# user-data's text: it grows with the guests, not with their edits.
+_SEEDS: dict[str, tuple[GuestSpec, tuple[Seed | None, str | None]]] = {}
+_SEEDS_MAX = 10_000
+
+
+def seed_for(guest: GuestSpec) -> tuple[Seed | None, str | None]:
+    """The seed of a guest with a `[cloud_init]` whose files the edge has read into the spec
+    (`user_data_content`, `network_config_content`); or None and why not."""
+    cached = _SEEDS.get(guest.name)
+    if cached is not None and (cached[0] is guest or cached[0] == guest):
+        return cached[1]
+    found = _render_for(guest)
+    if len(_SEEDS) >= _SEEDS_MAX:
+        _SEEDS.clear()  # guests come and go by name: forget the gone ones now and then
+    _SEEDS[guest.name] = (guest, found)
+    return found
+
+
+def _render_for(guest: GuestSpec) -> tuple[Seed | None, str | None]:
+    ci = guest.cloud_init
+    if ci is None:
+        raise ValueError(f"{guest.name} has no [cloud_init]")
+    nic = guest.nics[0] if guest.nics else None
+    try:
+        seed, errors = render_seed(
+            ci,
+            guest_name=guest.name,
+            file=guest.source,
+            user_data=ci.user_data_content if ci.user_data_path else None,
+            network_config=ci.network_config_content if ci.network_config_path else None,
+            nic_emulation=nic.emulation if nic is not None else "virtio-net",
+            nic_mac=nic.mac if nic is not None else None,
+        )
+    except ValueError as exc:  # a file it names was not read
+        return None, str(exc)
+    if errors:
+        return None, "; ".join(f"{e.key}: {e.message}" for e in errors)
+    return seed, None
+
+
 def _content(value: str | None, read: str | None, key: str) -> str | None:
     """The text of `value`: itself when inline, `read` when it names a file."""
     if value is None or not is_path(value):
@@ -227,7 +192,7 @@ def _content(value: str | None, read: str | None, key: str) -> str | None:
             raise ValueError(f"{key} is not a path, so no file content may be given for it")
         return value
     if read is None:
-        raise ValueError(f"{key} names {value}: its content must be given")
+        raise ValueError(f"{key} names {value}: its content must be given (it was not read)")
     return read
 
 

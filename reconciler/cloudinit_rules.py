@@ -1,10 +1,10 @@
 """The rules a `[cloud_init]` value must follow: SSH keys, host names, addresses, and the
 user-data and network-config texts cloud-init will read.
 
-Pure: each rule takes a value and returns why it is wrong (a message) or None; `TableReader`
-walks a parsed TOML table with them and collects `SpecError`s keyed by the dotted TOML key, as
-reconciler/spec.py does for the rest of a guest's file. `reconciler.cloudinit` builds the model
-and the seed from what passes.
+Pure. The `*_problem` functions take a value and return why it is wrong (a message) or None;
+the `schema.Rule`s below apply them to the keys `guestkeys.CLOUD_INIT` declares, reporting at
+the key's dotted path as every other guest key does. `reconciler.cloudinit` renders the seed
+from what passes.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from reconciler.errors import SpecError
+from reconciler.valuerules import describe
+
+if TYPE_CHECKING:
+    from reconciler.tomlreader import Section
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -192,6 +194,17 @@ def split_user_data(text: str) -> tuple[str | None, dict[Any, Any] | None, str |
     return "cloud-config", config, None
 
 
+def user_data_problem(text: str) -> str | None:
+    """Why `text` is not user-data this project can seed, or None.
+
+    cloud-init tells formats apart by their first line (doc/rtd/reference/format.rst, "Headers
+    and content types"); two are taken here: `#cloud-config`, whose rest must be a YAML mapping,
+    and `#!`, a script run once per instance.
+    """
+    _kind, _config, problem = split_user_data(text)
+    return problem
+
+
 def network_config_problem(text: str) -> str | None:
     """Why `text` is not network config cloud-init reads (version 1 or 2, YAML), or None."""
     problem = _text_limits(text)
@@ -209,184 +222,143 @@ def network_config_problem(text: str) -> str | None:
     return None
 
 
-class TableReader:
-    """Collects every error of one `[cloud_init]` table, each keyed by its dotted TOML key."""
+# --- Rules of the [cloud_init] keys (schema.Rule: section, key, value of the right TOML type) --
 
-    KNOWN = ("ssh_authorized_keys", "user_data", "hostname", "network", "network_config")
 
-    def __init__(self, file: str, prefix: str) -> None:
-        self.file = file
-        self.prefix = prefix
-        self.errors: list[SpecError] = []
-
-    def error(self, key: str, message: str) -> None:
-        self.errors.append(SpecError(self.file, key, message))
-
-    @staticmethod
-    def describe(value: Any) -> str:
-        if isinstance(value, bool):
-            return "a boolean"
-        if isinstance(value, int):
-            return f"an integer ({value})"
-        if isinstance(value, float):
-            return f"a float ({value!r})"
-        if isinstance(value, str):
-            return f"a string ({_show(value)})"
-        if isinstance(value, list):
-            return "an array"
-        return "a table" if isinstance(value, Mapping) else "a date/time"
-
-    def unknown_keys(
-        self, data: Mapping[str, Any], *, prefix: str | None = None, known: Sequence[str] = KNOWN
-    ) -> None:
-        for key in data:
-            if key not in known:
-                expected = ", ".join(f"`{k}`" for k in known)
-                self.error(
-                    f"{prefix or self.prefix}.{key}", f"unknown key; expected one of {expected}"
-                )
-
-    def string(self, value: Any, key: str) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.error(key, f"expected a string, got {self.describe(value)}")
-            return None
-        return value
-
-    def ssh_keys(self, value: Any) -> tuple[str, ...]:
-        key = f"{self.prefix}.ssh_authorized_keys"
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.error(key, f"expected an array of public keys, got {self.describe(value)}")
-            return ()
-        keys: list[str] = []
-        seen: dict[tuple[str, ...], int] = {}
-        for index, item in enumerate(value):
-            item_key = f"{key}[{index}]"
-            text = self.string(item, item_key)
-            if text is None:
-                continue
-            problem = ssh_key_problem(text)
-            if problem is not None:
-                self.error(item_key, problem)
-                continue
-            identity = key_identity(text)
-            if identity in seen:
-                self.error(item_key, f"same key as ssh_authorized_keys[{seen[identity]}]")
-                continue
-            seen[identity] = index
-            keys.append(text.strip())
-        return tuple(keys)
-
-    def content(
-        self, data: Mapping[str, Any], name: str, problem_of: Callable[[str], str | None]
-    ) -> str | None:
-        """An inline text (checked with `problem_of`) or the absolute path of a file."""
-        key = f"{self.prefix}.{name}"
-        text = self.string(data.get(name), key)
-        if text is None:
-            return None
-        if is_path(text):
-            bad = _control(text)
-            if bad is not None or len(text) > PATH_MAX or text.endswith("/"):
-                self.error(key, f"{_show(text)} is not a usable file path")
-                return None
-            return text
-        problem = problem_of(text)
+def ssh_keys(section: Section, key: str, items: list[Any]) -> tuple[str, ...]:
+    keys: list[str] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for index, item in enumerate(items):
+        path = f"{section.path(key)}[{index}]"
+        if not isinstance(item, str):
+            section.reader.error(path, f"expected a string, got {describe(item)}")
+            continue
+        problem = ssh_key_problem(item)
+        if problem is None and (identity := key_identity(item)) in seen:
+            problem = f"same key as {key}[{seen[identity]}]"
         if problem is not None:
-            hint = "" if "\n" in text else " (a file is named by its absolute path)"
-            self.error(key, problem + hint)
+            section.reader.error(path, problem)
+            continue
+        seen[key_identity(item)] = index
+        keys.append(item.strip())
+    return tuple(keys)
+
+
+def _content(section: Section, key: str, text: str, problem_of: Any) -> str | None:
+    """An inline text (checked with `problem_of`) or the absolute path of a file, whose
+    content the edge reads and checks with the same rule."""
+    if is_path(text):
+        bad = _control(text)
+        if bad is not None or len(text) > PATH_MAX or text.endswith("/"):
+            section.error(key, f"{_show(text)} is not a usable file path")
             return None
         return text
+    problem = problem_of(text)
+    if problem is not None:
+        hint = "" if "\n" in text else " (a file is named by its absolute path)"
+        section.error(key, problem + hint)
+        return None
+    return text
 
-    def hostname(self, value: Any, guest_name: str) -> str | None:
-        key = f"{self.prefix}.hostname"
-        text = self.string(value, key)
-        if value is None:
-            if hostname_problem(guest_name) is not None:
-                self.error(
-                    key,
-                    f"the guest name {_show(guest_name)} is not a valid host name "
-                    f"({_HOSTNAME_RULE}): set `hostname`",
-                )
-            return None
-        problem = None if text is None else hostname_problem(text)
-        if problem is not None:
-            self.error(key, problem)
-            return None
-        return text
 
-    def interface(self, value: Any, key: str) -> IPInterface | None:
-        text = self.string(value, key)
-        if value is None:
-            self.error(key, 'missing: the guest\'s address with its prefix, like "192.0.2.21/24"')
-        if text is None:
-            return None
-        try:
-            interface = ipaddress.ip_interface(text)
-        except ValueError:
-            interface = None
-        if interface is None or "/" not in text:
-            self.error(
-                key, f'expected an address with its prefix like "192.0.2.21/24", got {_show(text)}'
-            )
-            return None
-        net = interface.network
-        if net.num_addresses > 2 and interface.ip in (net.network_address, net.broadcast_address):
-            self.error(
-                key, f"{interface.ip} is the network's own or its broadcast address, not a host's"
-            )
-            return None
-        return interface
+def user_data(section: Section, key: str, text: str) -> str | None:
+    return _content(section, key, text, user_data_problem)
 
-    def gateway(self, value: Any, key: str, interface: IPInterface | None) -> str | None:
-        text = self.string(value, key)
-        if text is None:
-            return None
-        try:
-            gateway = ipaddress.ip_address(text)
-        except ValueError:
-            self.error(key, f"expected an IP address, got {_show(text)}")
-            return None
-        if interface is None:
-            return None
-        if gateway.version != interface.version:
-            self.error(
-                key, f"an IPv{gateway.version} gateway for an IPv{interface.version} address"
-            )
-        elif gateway == interface.ip:
-            self.error(key, "is the guest's own address")
-        elif gateway not in interface.network:
-            self.error(
-                key,
-                f"{gateway} is outside {interface.network}: a gateway must be on the guest's "
-                "network (use `network_config` for anything else)",
-            )
-        else:
-            return str(gateway)
+
+def network_config(section: Section, key: str, text: str) -> str | None:
+    return _content(section, key, text, network_config_problem)
+
+
+def hostname(section: Section, key: str, text: str) -> str | None:
+    problem = hostname_problem(text)
+    if problem is not None:
+        section.error(key, problem)
+        return None
+    return text
+
+
+def guest_name_problem(name: str) -> str | None:
+    """Why the guest's name cannot be its host name (when `hostname` is not set), or None."""
+    if hostname_problem(name) is None:
+        return None
+    return (
+        f"the guest name {_show(name)} is not a valid host name ({_HOSTNAME_RULE}): set `hostname`"
+    )
+
+
+def address(section: Section, key: str, text: str) -> str | None:
+    try:
+        interface = ipaddress.ip_interface(text)
+    except ValueError:
+        interface = None
+    if interface is None or "/" not in text:
+        section.error(
+            key, f'expected an address with its prefix like "192.0.2.21/24", got {_show(text)}'
+        )
+        return None
+    net = interface.network
+    if net.num_addresses > 2 and interface.ip in (net.network_address, net.broadcast_address):
+        section.error(
+            key, f"{interface.ip} is the network's own or its broadcast address, not a host's"
+        )
+        return None
+    return str(interface)
+
+
+def ip_address(section: Section, key: str, text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        section.error(key, f"expected an IP address, got {_show(text)}")
         return None
 
-    def nameservers(self, value: Any, key: str) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.error(key, f"expected an array of IP addresses, got {self.describe(value)}")
-            return ()
-        seen: dict[str, int] = {}
-        for index, item in enumerate(value):
-            item_key = f"{key}[{index}]"
-            text = self.string(item, item_key)
-            if text is None:
-                continue
-            try:
-                address = str(ipaddress.ip_address(text))
-            except ValueError:
-                self.error(item_key, f"expected an IP address, got {_show(text)}")
-                continue
-            if address in seen:
-                self.error(item_key, f"same address as nameservers[{seen[address]}]")
-                continue
-            seen[address] = index
-        return tuple(seen)
+
+def nameservers(section: Section, key: str, items: list[Any]) -> tuple[str, ...]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = f"{section.path(key)}[{index}]"
+        if not isinstance(item, str):
+            section.reader.error(path, f"expected a string, got {describe(item)}")
+            continue
+        try:
+            text = str(ipaddress.ip_address(item))
+        except ValueError:
+            section.reader.error(path, f"expected an IP address, got {_show(item)}")
+            continue
+        if text in seen:
+            section.reader.error(path, f"same address as {key}[{seen[text]}]")
+            continue
+        seen[text] = index
+    return tuple(seen)
+
+
+def network_table(section: Section, values: dict[str, Any]) -> None:
+    """The gateway must be another host on the guest's own network."""
+    gateway, address_text = values.get("gateway"), values.get("address")
+    if gateway is None or address_text is None:
+        return
+    interface = ipaddress.ip_interface(address_text)
+    ip = ipaddress.ip_address(gateway)
+    if ip.version != interface.version:
+        problem = f"an IPv{ip.version} gateway for an IPv{interface.version} address"
+    elif ip == interface.ip:
+        problem = "is the guest's own address"
+    elif ip not in interface.network:
+        problem = (
+            f"{ip} is outside {interface.network}: a gateway must be on the guest's network "
+            "(use `network_config` for anything else)"
+        )
+    else:
+        return
+    section.error("gateway", problem)
+
+
+def cloud_init_table(section: Section, values: dict[str, Any]) -> None:
+    """Someone must be able to log in: cloud images have no password."""
+    data = section.data
+    if not data.get("ssh_authorized_keys") and "user_data" not in data:
+        section.reader.error(
+            section.prefix,
+            "needs `ssh_authorized_keys` or `user_data`: cloud images have no password, "
+            "so without either nobody can log in",
+        )

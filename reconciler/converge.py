@@ -29,6 +29,7 @@ import structlog
 
 from reconciler.actions import Action
 from reconciler.bhyve import BootCommands
+from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
 from reconciler.errors import NotReady
 from reconciler.facts import HostFacts
@@ -52,6 +53,7 @@ from reconciler.plan import (
     next_boot,
     plan_actions,
     plan_context,
+    seed_files,
     state_files,
 )
 from reconciler.processes import ProcessTable
@@ -95,6 +97,15 @@ class PassResult:
         return tuple(o for o in self.outcomes if o.status in ("failed", "skipped"))
 
     @property
+    def waits(self) -> dict[str, str]:
+        """Guest -> why its boot waits: what `blocked` says, with the reason."""
+        waits = dict(self.plan.blocked)
+        for o in self.failed:
+            if o.action.guest is not None and o.action.guest not in waits:
+                waits[o.action.guest] = f"{o.action.describe()}: {o.error or 'skipped'}"
+        return waits
+
+    @property
     def blocked(self) -> frozenset[str]:
         """Guests whose boot waits: a fact it needs was not observed, or its host preparation
         failed this pass."""
@@ -122,6 +133,10 @@ class Converger:
         self._base = plan_context(config)
         self._last_plan: tuple[tuple[object, ...], Plan] | None = None
         self._taps: Taps = {}  # the last pass's: boots between passes use them
+        # A boot waits for the pass that makes its disks and seed ready; `wants_pass` is told
+        # when a boot waits for a spec no pass has looked at yet (the daemon runs one).
+        self.gate = BootGate()
+        self.wants_pass: Callable[[str], None] | None = None
         self._last_placed: tuple[tuple[object, ...], Placed] | None = None
 
     @property
@@ -130,13 +145,18 @@ class Converger:
         return self.config.host_name or short_host_name(socket.gethostname())
 
     def observe_and_plan(
-        self, specs: Mapping[str, GuestSpec], supervised: frozenset[str] | None
+        self,
+        specs: Mapping[str, GuestSpec],
+        supervised: frozenset[str] | None,
+        between: frozenset[str] = frozenset(),
     ) -> PassResult:
         """Observe and plan, changing nothing on the host. `supervised`: the guests this process
         runs, or None for a command that runs none (their liveness then comes from boot
-        records). `specs` are every accepted guest file; the pass's own are those placed here
-        whose shared-storage lock this host may hold (a daemon's keeper takes and refreshes
-        locks here, before anything is planned for their guests)."""
+        records); `between`: those of them between two boots (a reboot keeps the VM, no process
+        runs), whose disks and seed may be made ready for the next boot. `specs` are every
+        accepted guest file; the pass's own are those placed here whose shared-storage lock
+        this host may hold (a daemon's keeper takes and refreshes locks here, before anything
+        is planned for their guests)."""
         placed = self._place(specs)
         desired, waiting = self.locks.admit(
             placed.here,
@@ -145,11 +165,13 @@ class Converger:
             interval=self.config.resync_interval,
         )
         known = frozenset(desired) | self.ledger.owners() | frozenset(self.ledger.orders)
+        live = (supervised or frozenset()) - between
         facts = self.host.observe(
             desired,
             self.ledger,
             state_files=state_files(desired, self._base),
-            running=supervised or frozenset(),
+            running=live,
+            seeds=seed_files(tuple(desired.values()), self._base.guests_dir, live),
         )
         taps = allocate_taps(desired, facts.interfaces, self.ledger)
         table: ProcessTable | None = None
@@ -166,11 +188,14 @@ class Converger:
             bhyves = (table or list_processes(self.host.runner)).bhyves()
             foreign |= {vm: bhyves[vm] for vm in sorted(unaccounted) if vm in bhyves}
         running = ours | frozenset(foreign)
-        ctx = replace(self._base, uplinks=self.config.bridges, running=running, held=held)
+        ctx = replace(
+            self._base, uplinks=self.config.bridges, running=running, held=held, rebooting=between
+        )
         plan = self._plan(desired, facts, ctx, taps)
         self._taps = taps
         errors = [f"observe: {error}" for error in facts.unobserved.values()]
         errors += [f"guest {g} waits: {why}" for g, why in sorted(plan.blocked.items())]
+        errors += [f"warning: {warning}" for warning in plan.warnings]
         errors += [
             f"guest {name} runs outside bhyve-reconciler (pid {pid} runs it): not adopted; "
             "stop it there and the reconciler takes over"
@@ -193,10 +218,12 @@ class Converger:
         specs: Mapping[str, GuestSpec],
         supervised: frozenset[str] | None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        between: frozenset[str] = frozenset(),
     ) -> PassResult:
         """One whole pass: observe, plan, apply the host actions, settle the ledger. Guest
-        starts and stops come back pending: they belong to the supervisors."""
-        seen = self.observe_and_plan(specs, supervised)
+        starts and stops come back pending: they belong to the supervisors, as do copies the
+        driver runs in the background (their disks are claimed in the ledger all along)."""
+        seen = self.observe_and_plan(specs, supervised, between)
         for fact, error in seen.facts.unobserved.items():
             log.error("host.observe_failed", fact=fact, error=error)
         desired = seen.desired
@@ -218,23 +245,32 @@ class Converger:
             action = outcome.action
             if outcome.status == "done" or (outcome.status == "unchanged" and action.sign == "-"):
                 ledger = ledger.after(action)
-            elif action in claims:
+            elif action in claims and outcome.status != "pending":  # a copy runs on: kept
                 ledger = ledger.without(action)
         ledger = ledger.with_orders({name: g.lifecycle.order for name, g in desired.items()})
         if ledger != self.ledger:
             self._save(ledger, errors)
         errors += [f"{o.action.describe()}: {o.error}" for o in report.outcomes if o.error]
-        return replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+        result = replace(seen, outcomes=tuple(report.outcomes), errors=tuple(errors))
+        self.gate.note(desired, result.running - between, result.waits)
+        return result
 
     def prepare_boot(self, spec: GuestSpec) -> BootCommands:
         """What the next boot of `spec` runs, from the last pass: its taps, and install mode
         from its first disk. `NotReady` while the pass has not made what the reconciler creates
-        for it (its taps, its disks): it then waits for the next pass, with no backoff."""
+        for it (its taps, its disks, copied, cloned or grown, its seed): it then waits for the
+        next pass, with no backoff."""
         taps = self._taps.get(spec.name)
         if taps is None or len(taps) != len(spec.nics):
             raise NotReady("waiting for a pass to set up its taps")
+        wait = self.gate.why_wait(spec)
+        if wait is not None:
+            if wait.needs_pass and self.wants_pass is not None:
+                self.wants_pass(spec.name)
+            raise NotReady(wait.why)
         for disk in spec.disks:
-            if disk.size is not None and not self.host.host_path(disk.device).exists():
+            made = disk.size is not None or disk.source is not None
+            if made and not self.host.host_path(disk.device).exists():
                 raise NotReady(f"waiting for its disk {disk.device} to be created")
         return next_boot(
             spec,

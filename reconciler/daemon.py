@@ -27,6 +27,7 @@ from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
 from reconciler.errors import ReconcilerError
 from reconciler.fleet import FleetRows
+from reconciler.host.copier import ImageCopier
 from reconciler.host.files import load_ledger, private_dirs, reread_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.locks import SharedLocks
@@ -36,7 +37,14 @@ from reconciler.publish import Publisher
 from reconciler.settings import Timings
 from reconciler.status import DaemonStatus, GuestStatus, problem_lines
 from reconciler.supervisors import Supervisors
-from reconciler.wake import ConfChanged, GuestEvent, OperatorRequest, SignalEvent, Wake
+from reconciler.wake import (
+    ConfChanged,
+    GuestEvent,
+    OperatorRequest,
+    PassWanted,
+    SignalEvent,
+    Wake,
+)
 from reconciler.watch import KeptWatcher
 
 log = structlog.get_logger("reconciler.daemon")
@@ -117,6 +125,7 @@ class Daemon:
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
+            self._start_copies()
             self.supervisors = self._make_supervisors()
             log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
             self.supervisors.adopt(self.conf.confdir.scan().guests)  # the first pass logs
@@ -129,9 +138,20 @@ class Daemon:
                     part.stop()
             control.stop()
             self.publisher.stop()
+            if self.host.copier is not None:  # a cancelled copy leaves no temporary
+                self.host.copier.stop()
             lock.release()
         log.info("daemon.exited", detached=self._detach)
         return 0
+
+    def _start_copies(self) -> None:
+        """Large copies run beside the passes; their end, and a boot that waits for a pass to
+        prepare it, wake the loop for one."""
+        self.host.copier = ImageCopier(
+            on_done=lambda disk: self.wake.put(PassWanted(f"copied {disk}")),
+            retry_after=self.config.resync_interval,
+        )
+        self._converger.wants_pass = lambda name: self.wake.put(PassWanted(f"{name} waits"))
 
     def _loop(self) -> None:
         wait = False
@@ -187,7 +207,7 @@ class Daemon:
         return min(deadlines)
 
     def _handle(self, item: Wake) -> None:
-        if isinstance(item, ConfChanged):
+        if isinstance(item, ConfChanged | PassWanted):
             self._pass_due = True
         elif isinstance(item, SignalEvent):
             self._on_signal(item.signum)
@@ -247,8 +267,9 @@ class Daemon:
         )
         self.supervisors.set_problems(self.conf.file_errors)
         held = self.supervisors.holding_vms()
+        between = self.supervisors.between_boots()
         try:
-            result = self._converger.converge(desired, held, on_outcome=log_outcome)
+            result = self._converger.converge(desired, held, log_outcome, between)
         except ReconcilerError as exc:
             log.error("host.observe_failed", error=str(exc))
             self._host_errors = (*problems, f"observe: {exc}")

@@ -32,10 +32,33 @@ class DiskFile:
     exists: bool
     size: int = 0
     bootable: bool = False  # has an MBR/GPT boot sector or a UFS superblock
+    regular: bool = True  # a file, not a device: only a file is grown to its `size`
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A disk's `source` image as its first and last bytes say (read only while the disk is
+    missing). `problem` says why it cannot be copied: absent, unreadable, not raw."""
+
+    exists: bool
+    size: int = 0
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class DiskCopy:
+    """A copy of an image into a disk that this daemon runs in the background, or the last one
+    that failed (`error`), which the next resync retries."""
+
+    source: str
+    done: int = 0  # bytes of image data read so far
+    total: int = 0
+    rate: float = 0.0  # bytes per second
+    error: str | None = None
 
 
 # What one observation fills in, each from its own command or listing, each able to fail alone.
-Observation = Literal["modules", "interfaces", "zvols", "vms", "disks"]
+Observation = Literal["modules", "interfaces", "zvols", "vms", "disks", "snapshots"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,12 @@ class HostFacts:
     zvols: Mapping[str, int] | None = None  # name -> volsize bytes; None when not observed
     disks: Mapping[str, DiskFile] = field(default_factory=dict)  # spec path -> facts
     files: Mapping[str, bool] = field(default_factory=dict)  # other paths -> exists (ISO, firmware)
+    images: Mapping[str, ImageFile] = field(default_factory=dict)  # a missing disk's source
+    # The snapshots missing zvols are cloned from -> their volsize in bytes (absent: no such
+    # snapshot); None when not asked for or not observed.
+    snapshots: Mapping[str, int] | None = None
+    seeds: Mapping[str, str] = field(default_factory=dict)  # guest -> its seed's instance-id
+    copies: Mapping[str, DiskCopy] = field(default_factory=dict)  # disk path -> copy in flight
     unobserved: Mapping[Observation, str] = field(default_factory=dict)  # what failed -> error
 
 
@@ -171,3 +200,10 @@ def parse_zfs_volumes(text: str) -> dict[str, int]:
             raise ValueError(f"zfs list: volsize of {name!r} is not a byte count: {size!r}")
         volumes[name.strip()] = int(size)
     return volumes
+
+
+def parse_zfs_snapshots(text: str) -> dict[str, int]:
+    """`zfs list -H -p -t snapshot -o name,volsize SNAP...`: snapshot -> volsize in bytes, for
+    snapshots of volumes (a filesystem's snapshot has no volsize, `-`, and is left out: it
+    cannot be a disk)."""
+    return parse_zfs_volumes(text)

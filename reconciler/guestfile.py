@@ -8,8 +8,10 @@ description of every key (`guestkeys.GUEST`), whose defaults are the `spec` data
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from reconciler.cloudinit_rules import guest_name_problem
 from reconciler.errors import SpecError
 from reconciler.guestkeys import GUEST
 from reconciler.guestrules import name_from_file
@@ -44,6 +46,11 @@ def parse_guest(
     top = Section(reader, data, "", GUEST.known)
     values = read_table(top, GUEST)
     name = values.get("name") if "name" in top else name_from_file(top, stem)
+    cloud_init = values.get("cloud_init")
+    if name is not None and cloud_init is not None and cloud_init.hostname is None:
+        problem = guest_name_problem(name)  # the name is the guest's host name
+        if problem is not None:
+            top.error("cloud_init.hostname", problem)
     if reader.count or name is None:
         return None, reader.errors
     spec: GuestSpec = build(GUEST, {**values, "name": name, "source": file})
@@ -64,5 +71,8 @@ def parse_guest_text(
 def guest_to_toml(spec: GuestSpec) -> dict[str, Any]:
     """The guest file of `spec` (for tomli-w): `name` and every key that differs from its
     default. `parse_guest_text(tomli_w.dumps(guest_to_toml(spec)), ...)` gives `spec` back,
-    `source` aside."""
+    `source` aside; a cloud-init file that was read comes back inline (its text), so the
+    copy stands alone and boots the same seed (`boot_key` is equal)."""
+    if spec.cloud_init is not None:
+        spec = replace(spec, cloud_init=spec.cloud_init.inlined())
     return dump(GUEST, spec)

@@ -7,6 +7,7 @@ rules from `guestrules`. Pure data.
 
 from __future__ import annotations
 
+from reconciler import cloudinit_rules as ci_rules
 from reconciler import guestrules as rules
 from reconciler.schema import (
     Array,
@@ -31,6 +32,7 @@ from reconciler.spec import (
     ON_CHANGES,
     RESTART_POLICIES,
     STATES,
+    CloudInit,
     Disk,
     Graphics,
     Grub,
@@ -38,6 +40,7 @@ from reconciler.spec import (
     Install,
     Lifecycle,
     Nic,
+    StaticNetwork,
     Topology,
     Uefi,
     VmBhyve,
@@ -74,8 +77,53 @@ DISK = TableSpec(
         Key("options", Array(), 'bhyve block options: "nocache", "direct", "ro", "nodelete", '
             '"sectorsize=N[/M]"', example=["nocache", "sectorsize=512/4096"],
             rule=rules.disk_options),
+        Key("source", Text(), "what a missing disk is made from, once: a raw image file "
+            "(copied, holes kept) for `path`, a snapshot `pool/dataset@snap` (cloned) for `zvol`",
+            example="/vm/images/debian-12-genericcloud-amd64.raw",
+            examples=(("zvol", "zroot/images/debian-12@2024-06"),)),
     ),
     one_of=(("path", "an image file or device"), ("zvol", "pool/dataset")),
+    rule=rules.disk_source,
+)  # fmt: skip
+
+# `ssh-keygen -t ed25519 -C admin@example`: an example, as a person pastes one.
+_EXAMPLE_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKfrO3VyF2A4zpjVSimaQkQGAE55/JuUQjuTFHl63mYS admin@example"
+)
+
+CLOUD_INIT_NETWORK = TableSpec(
+    model=StaticNetwork,
+    keys=(
+        Key("address", Text(), "the guest's address with its prefix length",
+            example="192.0.2.21/24", rule=ci_rules.address,
+            required='missing: the guest\'s address with its prefix, like "192.0.2.21/24"'),
+        Key("gateway", Text(), "the default route, a host on the guest's network",
+            example="192.0.2.1", rule=ci_rules.ip_address),
+        Key("nameservers", Array("IP addresses"), "DNS servers", example=["192.0.2.1"],
+            rule=ci_rules.nameservers),
+    ),
+    rule=ci_rules.network_table,
+)  # fmt: skip
+
+CLOUD_INIT = TableSpec(
+    model=CloudInit,
+    keys=(
+        Key("ssh_authorized_keys", Array("public keys"), "OpenSSH public keys the image's "
+            "default user logs in with", example=[_EXAMPLE_KEY], rule=ci_rules.ssh_keys),
+        Key("user_data", Text(), 'user-data: "#cloud-config" YAML or a "#!" script, inline or '
+            "the absolute path of a file (the keys above are merged in)",
+            example="#cloud-config\npackages: [nginx]\n", rule=ci_rules.user_data),
+        Key("hostname", Text(), "the guest's host name (meta-data local-hostname)",
+            example="web1.example.org", rule=ci_rules.hostname,
+            default_doc="the guest's name"),
+        Key("network", SubTable(CLOUD_INIT_NETWORK), "one static address on the first NIC; "
+            "unset: the image's own default (DHCP)"),
+        Key("network_config", Text(), "network config (version 2, netplan's, or 1), inline or "
+            "the absolute path of a file", example="version: 2\nethernets: {}\n",
+            rule=ci_rules.network_config),
+    ),
+    at_most_one=(("network", "one static address"), ("network_config", "")),
+    rule=ci_rules.cloud_init_table,
 )  # fmt: skip
 
 NIC = TableSpec(
@@ -217,6 +265,8 @@ GUEST = TableSpec(
             '"vm-bhyve" for a guest vm-bhyve installed', example="vm-bhyve"),
         Key("vm_bhyve", SubTable(VM_BHYVE), "vm-bhyve's slot and loader settings",
             only_with=("layout", "vm-bhyve")),
+        Key("cloud_init", SubTable(CLOUD_INIT), "a NoCloud seed (cloud-init) on a CD, rebuilt "
+            "before a boot whenever it changes"),
     ),
     rule=rules.device_count,
 )  # fmt: skip

@@ -43,6 +43,10 @@ _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PASSTHRU_RE = re.compile(r"([0-9]{1,3})/([0-9]{1,2})/([0-9]{1,2})")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+# zfs(8) component names: letters, digits and `_ . : -`; ZFS_MAX_DATASET_NAME_LEN is 256 with
+# its NUL.
+_SNAPSHOT_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+_SNAPSHOT_MAX = 255
 # Six digits hold every sector size and keep int() far from its limit on digits.
 _SECTORSIZE_RE = re.compile(r"sectorsize=([0-9]{1,6})(?:/([0-9]{1,6}))?")
 
@@ -340,15 +344,77 @@ def grub_config(section: Section, key: str, value: str) -> str | None:
 
 
 def device_count(section: Section, values: dict[str, Any]) -> None:
-    """Disks, NICs and passthru devices must fit vmrun.sh's PCI slots."""
+    """Disks, NICs and passthru devices must fit vmrun.sh's PCI slots; a cloud-init seed CD
+    takes the last of them (bhyve.SEED_CD_SLOT)."""
     data = section.data
     count = sum(len(data[k]) for k in ("disk", "nic", "passthru") if isinstance(data.get(k), list))
-    if count > PCI_CAPACITY:
+    seed = "cloud_init" in data
+    if count + seed > PCI_CAPACITY:
+        what = (
+            "disks, NICs, passthru and the cloud-init seed CD"
+            if seed
+            else ("disks, NICs and passthru")
+        )
         section.error(
             "disk",
-            f"{count} devices (disks, NICs and passthru) do not fit the {PCI_CAPACITY} "
+            f"{count + seed} devices ({what}) do not fit the {PCI_CAPACITY} "
             f"PCI slots {FIRST_PCI_SLOT}-{LAST_PCI_SLOT}",
         )
+
+
+def disk_source(section: Section, values: dict[str, Any]) -> None:
+    """A `path` disk is copied from an image file; a `zvol` disk is cloned from a snapshot in
+    its own pool (a clone cannot leave its origin's pool: zfs-clone(8), zfsconcepts(7))."""
+    source = values.get("source")
+    if source is None:
+        return
+    if "path" in values:
+        problem = _image_source_problem(source, values["path"])
+    elif "zvol" in values:
+        problem = _snapshot_source_problem(source, values["zvol"])
+    else:
+        return  # the disk's own path or zvol is wrong, and reported
+    if problem is not None:
+        section.error("source", problem)
+
+
+def _image_source_problem(source: str, path: str) -> str | None:
+    if "@" in source and not source.startswith("/"):
+        return (
+            f"{show(source)} looks like a ZFS snapshot: a snapshot is cloned into a `zvol` "
+            "disk; a `path` disk is copied from a raw image file (an absolute path)"
+        )
+    problem = path_problem(source)
+    if problem is not None:
+        return f"{show(source)} {problem}"
+    if source == path:
+        return "is the disk itself: name the raw image the disk is copied from"
+    return None
+
+
+def _snapshot_source_problem(source: str, zvol: str) -> str | None:
+    dataset, at, snapshot = source.partition("@")
+    if not at:
+        hint = ": an image file is copied into a `path` disk" if source.startswith("/") else ""
+        return (
+            f'a zvol disk is cloned from a snapshot: expected "pool/dataset@snapshot", '
+            f"got {show(source)}{hint}"
+        )
+    problem = zvol_problem(dataset)
+    if problem is not None:
+        return f"{show(source)}: {problem}"
+    if _SNAPSHOT_RE.fullmatch(snapshot) is None or len(source) > _SNAPSHOT_MAX:
+        return (
+            f"{show(source)}: the snapshot name after `@` must be 1 or more of "
+            f"A-Z a-z 0-9 _ . : -, and the whole name at most {_SNAPSHOT_MAX} characters"
+        )
+    pool, disk_pool = dataset.split("/")[0], zvol.split("/")[0]
+    if pool != disk_pool:
+        return (
+            f"{show(source)} is in pool {pool} and the disk in pool {disk_pool}: a clone lives "
+            "in its snapshot's pool"
+        )
+    return None
 
 
 def host_name(section: Section, key: str, value: str) -> str | None:

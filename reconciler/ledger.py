@@ -22,6 +22,7 @@ from reconciler.actions import (
     Forget,
     RemoveMember,
 )
+from reconciler.imageactions import BuildSeed, CloneZvol, CopyImage
 
 LEDGER_FILE = "ledger.json"
 FORMAT_VERSION = 1
@@ -83,10 +84,9 @@ class Ledger:
         if isinstance(action, RemoveMember):
             key = (action.bridge, action.member)
             return replace(self, members={k: g for k, g in self.members.items() if k != key})
-        if isinstance(action, CreateDiskFile | CreateZvol) and guest:
-            path = action.path if isinstance(action, CreateDiskFile) else f"/dev/zvol/{action.zvol}"
-            return replace(self, disks={**self.disks, path: guest})
-        if isinstance(action, CopyFile) and guest:
+        if isinstance(action, _MAKES_DISK) and guest:
+            return replace(self, disks={**self.disks, _disk_of(action): guest})
+        if isinstance(action, CopyFile | BuildSeed) and guest:
             return replace(self, files={**self.files, action.path: guest})
         if isinstance(action, Forget):
             what = action.what
@@ -110,10 +110,10 @@ class Ledger:
         if isinstance(action, AddMember) and guest:
             key = (action.bridge, action.member)
             return replace(self, members={k: g for k, g in self.members.items() if k != key})
-        if isinstance(action, CreateDiskFile | CreateZvol) and guest:
-            path = action.path if isinstance(action, CreateDiskFile) else f"/dev/zvol/{action.zvol}"
+        if isinstance(action, _MAKES_DISK) and guest:
+            path = _disk_of(action)
             return replace(self, disks={p: g for p, g in self.disks.items() if p != path})
-        if isinstance(action, CopyFile) and guest:
+        if isinstance(action, CopyFile | BuildSeed) and guest:
             return replace(self, files={p: g for p, g in self.files.items() if p != action.path})
         return self
 
@@ -122,6 +122,16 @@ class Ledger:
         owners = self.owners()
         merged = {**self.orders, **orders}
         return replace(self, orders={g: o for g, o in merged.items() if g in orders or g in owners})
+
+
+_MAKES_DISK = (CreateDiskFile, CreateZvol, CopyImage, CloneZvol)
+
+
+def _disk_of(action: CreateDiskFile | CreateZvol | CopyImage | CloneZvol) -> str:
+    """The device path a disk-making action's disk is recorded under."""
+    if isinstance(action, CreateDiskFile | CopyImage):
+        return action.path
+    return f"/dev/zvol/{action.zvol}"
 
 
 def _tap_number(name: str) -> tuple[int, str]:

@@ -13,8 +13,9 @@ The plan is made in phases, each a pure function of what it needs, concatenated 
   4. membership  a tap the ledger put in another bridge leaves it first (a tap is in one
                  bridge), then the uplinks join, then the guests' taps.
   5. up          each bridge that is needed, after its members are in.
-  6. disks       missing sized images and zvols, per-guest UEFI variable copies; never under
-                 a running guest (its bhyve holds the old disk open).
+  6. disks       missing disks (empty, copied from an image, cloned from a snapshot), disks
+                 grown to `size`, cloud-init seeds, per-guest UEFI variable copies; never
+                 under a running guest (its bhyve holds the old disk open): plan_disks.py.
   7. guests      stops in reverse order (dependants go first), stale VMs, starts by order; a
                  start requires every earlier action its guest needs.
   8. undo        what the ledger holds and nothing wants any more, last: after the stop of the
@@ -34,28 +35,26 @@ the plan then plans nothing that needs it, names each guest whose start waits an
   vms       (vmm_dir)   stale-VM destruction                     every guest: a bhyve outside
                                                                  may run it
   disks     (a stat)    the creation of a disk not seen          its guest
+  snapshots (zfs list   the clone of a missing zvol              its guest
+            -t snapshot)
 
 Stops, the sysctl, disk images, UEFI copies and forgetting a gone guest's disks and files need
 none of these facts: they are planned whatever failed. (A failed sysctl read counts as unset,
 as FreeBSD says `unknown oid` until if_tap is loaded: the write is planned, starts wait on it.)
 
-Phases 1, 6 and the undo of disks and files are here; the interface and guest phases are in
-plan_phases.py. Which phase waits for which is typed: an action `requires` the `Key`s of
-earlier actions (`CreateInterface.key_of("tap0")`), and a start requires every key its guest's
-`Step`s provide.
+Phase 1 and the undo of disks and files are here; the interface and guest phases are in
+plan_phases.py, the disks phase in plan_disks.py. Which phase waits for which is typed: an
+action `requires` the `Key`s of earlier actions (`CreateInterface.key_of("tap0")`), and a start
+requires every key its guest's `Step`s provide.
 """
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.actions import (
     Action,
-    CopyFile,
-    CreateDiskFile,
-    CreateZvol,
     Forget,
     LoadModule,
     RemoveMember,
@@ -65,6 +64,15 @@ from reconciler.bhyve import BootCommands, boot_commands, needs_install
 from reconciler.config import DaemonConfig
 from reconciler.facts import HostFacts
 from reconciler.ledger import Ledger
+from reconciler.plan_disks import (
+    disks_phase,
+    guest_state_dir,
+    needs_preparation,
+    seed_files,
+    seed_image,
+    uefi_vars_file,
+    vars_template,
+)
 from reconciler.plan_phases import (
     Interfaces,
     Member,
@@ -82,8 +90,7 @@ from reconciler.plan_phases import (
     undo_interfaces,
     undo_members,
 )
-from reconciler.spec import Disk, GuestSpec
-from reconciler.units import format_size
+from reconciler.spec import GuestSpec
 
 __all__ = [
     "UP_ON_OPEN",
@@ -96,9 +103,12 @@ __all__ = [
     "guest_dir",
     "guests_holding_taps",
     "host_phase",
+    "needs_preparation",
     "next_boot",
     "plan_actions",
     "plan_context",
+    "seed_files",
+    "seed_path",
     "state_files",
     "uefi_vars_path",
     "undo_files",
@@ -107,7 +117,6 @@ __all__ = [
 ]
 
 UP_ON_OPEN = "net.link.tap.up_on_open"
-VARS_FILE = "BHYVE_UEFI_VARS.fd"
 
 
 @dataclass(frozen=True)
@@ -119,16 +128,21 @@ class PlanContext:
     guests_dir: str = "/var/db/bhyve-reconciler/guests"
     running: frozenset[str] = frozenset()  # guests with a live bhyve (or loader)
     held: frozenset[str] = frozenset()  # guests an operator stopped and holds: not started
+    # Of `running`, those between two boots (a reboot keeps the VM, no process runs): their
+    # disks and seed may be made ready for the next boot.
+    rebooting: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Plan:
     """One pass's plan: the actions in order, the taps they were planned with (what the
-    pass's boots use), and the guests whose start waits for an unobserved fact, with why."""
+    pass's boots use), the guests whose start waits (for an unobserved fact, an image, a copy),
+    with why, and warnings (a `size` smaller than its disk, a stopped guest's missing image)."""
 
     actions: tuple[Action, ...] = ()
     taps: Taps = field(default_factory=dict)
     blocked: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what is not as the files say and will not be made so
 
 
 def plan_context(config: DaemonConfig, running: frozenset[str] = frozenset()) -> PlanContext:
@@ -149,36 +163,35 @@ def next_boot(
         install=needs_install(guest, first_disk_bootable),
         guest_dir=guest_dir(ctx, guest.name),
         uefi_vars=uefi_vars_path(ctx, guest),
+        seed=seed_path(ctx, guest),
     )
 
 
 def guest_dir(ctx: PlanContext, name: str) -> str:
-    return posixpath.join(ctx.guests_dir, name)
+    return guest_state_dir(ctx.guests_dir, name)
 
 
 def uefi_vars_path(ctx: PlanContext, guest: GuestSpec) -> str | None:
     """The guest's UEFI variable store, when it keeps one: its `vars_file`, else its copy."""
     if guest.loader != "uefi" or not guest.uefi.vars:
         return None
-    return guest.uefi.vars_file or _vars_copy(ctx, guest)
+    return guest.uefi.vars_file or uefi_vars_file(ctx.guests_dir, guest)
 
 
-def _vars_copy(ctx: PlanContext, guest: GuestSpec) -> str | None:
-    """The daemon's own copy of the vars template for the guest; none with a `vars_file`,
-    which belongs to the admin: never created, never forgotten."""
-    if guest.loader != "uefi" or not guest.uefi.vars or guest.uefi.vars_file is not None:
-        return None
-    return posixpath.join(guest_dir(ctx, guest.name), VARS_FILE)
+def vars_copy(ctx: PlanContext, guest: GuestSpec) -> str | None:
+    """The daemon's own copy of the guest's UEFI variable store (none with a `vars_file`)."""
+    return uefi_vars_file(ctx.guests_dir, guest)
+
+
+def seed_path(ctx: PlanContext, guest: GuestSpec) -> str | None:
+    """The guest's cloud-init seed CD, when it has a `[cloud_init]`."""
+    return seed_image(ctx.guests_dir, guest)
 
 
 def state_files(desired: Mapping[str, GuestSpec], ctx: PlanContext) -> list[str]:
     """The per-guest files of the daemon's own the plan wants (UEFI vars copies): what the
     driver must check exist, besides those the ledger lists."""
-    return [p for g in desired.values() if (p := _vars_copy(ctx, g)) is not None]
-
-
-def vars_template(guest: GuestSpec) -> str:
-    return posixpath.join(posixpath.dirname(guest.uefi.firmware), VARS_FILE)
+    return [p for g in desired.values() if (p := vars_copy(ctx, g)) is not None]
 
 
 def allocate_taps(
@@ -243,14 +256,22 @@ def plan_actions(
     ctx = ctx or PlanContext()
     taps = allocate_taps(desired, facts.interfaces, ledger) if taps is None else taps
     guests = sorted(desired.values(), key=_boot_order)
+    busy = ctx.running - ctx.rebooting
+    disks = disks_phase(guests, facts, guests_dir=ctx.guests_dir, running=busy)
     steps = [
         *host_phase(guests, facts),
         *network_phases(guests, facts.interfaces, ledger, ctx.uplinks, taps),
-        *disks_phase(guests, facts, ctx),
+        *disks.steps,
     ]
     stops = stops_wanted(desired, ledger, ctx.running)
     vm_steps = stale_vm_phase(desired, facts, ledger, ctx.running, taps)
     blocked = blocked_starts(guests, facts, ctx.running)
+    warnings = list(disks.warnings)
+    for name, why in disks.waits.items():
+        if desired[name].lifecycle.state == "running":
+            blocked[name] = f"{blocked[name]}; {why}" if name in blocked else why
+        else:
+            warnings.append(f"guest {name}: {why}")
     actions = [s.action for s in steps]
     moved = frozenset((a.bridge, a.member) for a in actions if isinstance(a, RemoveMember))
     actions += [
@@ -259,7 +280,7 @@ def plan_actions(
         *start_phase(guests, ctx.running | ctx.held, blocked, [*steps, *vm_steps]),
         *undo_phase(guests, facts.interfaces, ledger, ctx, taps, stops, moved),
     ]
-    return Plan(actions=tuple(actions), taps=taps, blocked=blocked)
+    return Plan(actions=tuple(actions), taps=taps, blocked=blocked, warnings=tuple(warnings))
 
 
 def _boot_order(guest: GuestSpec) -> tuple[int, str]:
@@ -283,40 +304,6 @@ def host_phase(guests: Sequence[GuestSpec], facts: HostFacts) -> list[Step]:
     if current != "1":
         steps.append(Step(SetSysctl(name=UP_ON_OPEN, value="1", current=current), everyone))
     return steps
-
-
-# -- 6. disks -------------------------------------------------------------------------------
-
-
-def disks_phase(guests: Sequence[GuestSpec], facts: HostFacts, ctx: PlanContext) -> list[Step]:
-    """Disks created when missing and sized: never over an existing file, never shrunk, never
-    under a running guest; and each UEFI variable store copied once."""
-    steps: list[Step] = []
-    for g in guests:
-        if g.name not in ctx.running:
-            made = (_disk_action(g.name, d, facts) for d in g.disks)
-            steps += [Step(a, (g.name,)) for a in made if a is not None]
-        vars_path = _vars_copy(ctx, g)
-        if vars_path is not None and not facts.files.get(vars_path, False):
-            copy = CopyFile(source=vars_template(g), path=vars_path, guest=g.name)
-            steps.append(Step(copy, (g.name,)))
-    return steps
-
-
-def _disk_action(guest: str, disk: Disk, facts: HostFacts) -> Action | None:
-    if disk.size is None:
-        return None
-    size_text = format_size(disk.size)
-    if disk.path is not None:
-        seen = facts.disks.get(disk.path)
-        if seen is None and "disks" in facts.unobserved:
-            return None  # its stat failed: whether it exists is unknown
-        if seen is None or not seen.exists:
-            return CreateDiskFile(path=disk.path, size=disk.size, size_text=size_text, guest=guest)
-        return None
-    if disk.zvol is not None and facts.zvols is not None and disk.zvol not in facts.zvols:
-        return CreateZvol(zvol=disk.zvol, size_text=size_text, guest=guest)
-    return None
 
 
 # -- 8. undo --------------------------------------------------------------------------------
@@ -347,7 +334,8 @@ def undo_files(
 ) -> list[Action]:
     """Disks and files nothing wants are forgotten, never deleted."""
     devices = {d.device for g in guests for d in g.disks}
-    files = {p for g in guests if (p := _vars_copy(ctx, g)) is not None}
+    files = {p for g in guests if (p := vars_copy(ctx, g)) is not None}
+    files |= {p for g in guests if (p := seed_path(ctx, g)) is not None}
     forgets: list[Action] = []
     for path, owner in sorted(ledger.disks.items()):
         if path not in devices:

@@ -40,6 +40,7 @@ _OBSERVED_WHAT: dict[Observation, str] = {
     "zvols": "ZFS volumes",
     "vms": "VMs in vmm_dir",
     "disks": "disk images",
+    "snapshots": "ZFS snapshots",
 }
 
 
@@ -265,7 +266,10 @@ def _start_needs(guest: GuestSpec, facts: HostFacts) -> list[Observation]:
         needs.append("interfaces")
     if any(d.zvol for d in guest.disks):
         needs.append("zvols")
-    if any(d.path and d.size is not None and d.path not in facts.disks for d in guest.disks):
+    if any(
+        d.path and (d.size is not None or d.source) and d.path not in facts.disks
+        for d in guest.disks
+    ):
         needs.append("disks")
     return needs
 

@@ -101,11 +101,11 @@ class HostPath:
 
 @dataclass(frozen=True)
 class Array:
-    item: str = "string"
+    items: str = "strings"  # what it holds, for messages: "an array of IP addresses"
     toml = "array"
 
     def allowed(self) -> str:
-        return f"an array of {self.item}s"
+        return f"an array of {self.items}"
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ class Key:
     type: ValueType
     meaning: str
     example: Any = None  # a valid TOML value that differs from the default (None for tables)
+    # Examples valid when another key of the same table is the one given: (("zvol", ...),).
+    examples: tuple[tuple[str, Any], ...] = ()
     field: str = ""  # model field; "" = `name`; "group.field" for a flattened group
     rule: Rule | None = None
     dump: Callable[[Any], Any] | None = None  # the model value back as TOML, where not plain
@@ -183,6 +185,8 @@ class TableSpec:
     groups: tuple[tuple[str, type[Any]], ...] = ()  # fields whose keys sit flat in this table
     # Exactly one of these keys, each with what it is: ((key, what), ...).
     one_of: tuple[tuple[str, str], ...] = ()
+    # At most one of these keys (two ways of saying one thing): ((key, what), ...).
+    at_most_one: tuple[tuple[str, str], ...] = ()
     rule: TableRule | None = None
 
     @property
@@ -272,12 +276,15 @@ def documented_keys(spec: TableSpec, prefix: str = "") -> list[DocumentedKey]:
     """Every key of `spec`, nested tables included, depth first in declaration order."""
     rows: list[DocumentedKey] = []
     one_of = [name for name, _what in spec.one_of]
+    at_most_one = [name for name, _what in spec.at_most_one]
     for key in spec.keys:
         condition = ""
         if key.only_with is not None:
             condition = f"only with {key.only_with[0]} = {show(key.only_with[1])}"
         elif key.name in one_of:
             condition = "exactly one of " + ", ".join(f"`{name}`" for name in one_of)
+        elif key.name in at_most_one:
+            condition = "at most one of " + ", ".join(f"`{name}`" for name in at_most_one)
         rows.extend(_rows(key, f"{prefix}{key.name}", _default_text(spec, key), condition))
     return rows
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
+from reconciler.cloudinit_rules import is_path
+
 Loader = Literal["bhyveload", "grub", "uefi"]
 DesiredState = Literal["running", "stopped"]
 RestartPolicy = Literal["on-failure", "always", "never"]
@@ -36,9 +38,12 @@ class Disk:
 
     path: str | None = None
     zvol: str | None = None
-    size: int | None = None  # bytes; created when missing, never shrunk
+    size: int | None = None  # bytes; created when missing, grown when larger, never shrunk
     emulation: DiskEmulation = "virtio-blk"
     options: tuple[str, ...] = ()
+    # What a missing disk is made from: a raw image file (a `path` disk) or a ZFS snapshot
+    # `pool/dataset@snap` (a `zvol` disk, cloned). Read only while the disk does not exist.
+    source: str | None = None
 
     @property
     def device(self) -> str:
@@ -115,6 +120,58 @@ class VmBhyve:
 
 
 @dataclass(frozen=True)
+class StaticNetwork:
+    """`[cloud_init.network]`: one static address on the guest's first NIC."""
+
+    address: str  # "192.0.2.21/24", as ipaddress.ip_interface prints it
+    gateway: str | None = None
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CloudInit:
+    """`[cloud_init]`: what the guest's NoCloud seed says. `user_data` and `network_config` are
+    inline text or the absolute path of a file; the `*_content` fields hold what the edge read
+    from such a file (None when inline, absent or not read yet), so a seed is a function of
+    the accepted spec alone."""
+
+    ssh_authorized_keys: tuple[str, ...] = ()
+    user_data: str | None = None
+    hostname: str | None = None  # None: the guest's name
+    network: StaticNetwork | None = None
+    network_config: str | None = None
+    user_data_content: str | None = None
+    network_config_content: str | None = None
+
+    @property
+    def user_data_path(self) -> str | None:
+        """The file the edge must read, or None when inline or absent."""
+        return self.user_data if self.user_data is not None and is_path(self.user_data) else None
+
+    @property
+    def network_config_path(self) -> str | None:
+        nc = self.network_config
+        return nc if nc is not None and is_path(nc) else None
+
+    def hostname_for(self, guest_name: str) -> str:
+        return self.hostname if self.hostname is not None else guest_name
+
+    def inlined(self) -> CloudInit:
+        """The same seed with each file that was read given inline: what the spec says,
+        independent of the files (its copies in state_dir are written so, and what boots is
+        compared so: a path and the text read from it boot the same seed)."""
+        if self.user_data_content is None and self.network_config_content is None:
+            return self
+        return replace(
+            self,
+            user_data=self.user_data_content or self.user_data,
+            network_config=self.network_config_content or self.network_config,
+            user_data_content=None,
+            network_config_content=None,
+        )
+
+
+@dataclass(frozen=True)
 class Lifecycle:
     """How the reconciler runs a guest, as opposed to what boots: changing these never needs
     a restart (a new `host` moves the guest: it stops here, as if its file were removed). In
@@ -155,12 +212,16 @@ class GuestSpec:
     layout: Layout = "vmrun"
     vm_bhyve: VmBhyve = field(default_factory=VmBhyve)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    cloud_init: CloudInit | None = None
 
     @property
     def boot_key(self) -> GuestSpec:
         """What boots: two specs with equal keys boot the same VM, so an edit needs a restart
-        exactly when `old.boot_key != new.boot_key`."""
-        return replace(self, source="", lifecycle=Lifecycle())
+        exactly when `old.boot_key != new.boot_key`. A disk's `source` is not part of it: an
+        existing disk is never made again from its image. A cloud-init file is, by its text."""
+        disks = tuple(replace(d, source=None) if d.source else d for d in self.disks)
+        ci = self.cloud_init.inlined() if self.cloud_init is not None else None
+        return replace(self, source="", lifecycle=Lifecycle(), disks=disks, cloud_init=ci)
 
     @property
     def cpu_argument(self) -> str:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 from reconciler.accepted import Accepted
+from reconciler.cloudfiles import (
+    Refs,
+    disk_warnings,
+    read_referenced,
+    referenced_paths,
+    signatures,
+)
 from reconciler.conflicts import Candidate, Claims, check_conflicts
 from reconciler.errors import SpecError
 from reconciler.guestfile import is_spec_file_name, parse_guest_text
@@ -60,6 +67,7 @@ class _Parsed:
     spec: GuestSpec | None
     errors: tuple[SpecError, ...]
     refused: bool = False
+    refs: Refs = ()  # the files its [cloud_init] reads, as stat saw them before the read
 
 
 def _file_state(parsed: _Parsed, *, accepted: bool) -> FileState:
@@ -88,7 +96,9 @@ class ConfDir:
     them; the next scan settles again when they changed. `accepted` is what was accepted
     before this process (state_dir): each guest's spec and the file that owns its name, so a
     file that is broken, refused or untrusted now keeps its guest on that spec, and a refused
-    duplicate stays refused, across daemon restarts.
+    duplicate stays refused, across daemon restarts. A file is read again when a file its
+    `[cloud_init]` names changed too. `check_disks` (for `validate`) warns of disk images that
+    are missing or not raw and of sizes smaller than their disk.
     """
 
     def __init__(
@@ -99,8 +109,10 @@ class ConfDir:
         euid: int | None = None,
         claims: Claims | None = None,
         accepted: Mapping[str, Accepted] | None = None,
+        check_disks: bool = False,
     ) -> None:
         self.path = path
+        self.check_disks = check_disks
         self.root = root
         self.euid = os.geteuid() if euid is None else euid
         self.claims: Claims = MappingProxyType(dict(claims or {}))
@@ -177,7 +189,7 @@ class ConfDir:
         if not stat.S_ISREG(st.st_mode):
             return None
         cached = self._parsed.get(file)
-        if cached is not None and cached.signature == _signature(st):
+        if cached is not None and cached.signature == _signature(st) and self._same_refs(cached):
             return cached
         try:
             # O_NONBLOCK: a FIFO swapped in after the stat must not hang the scan.
@@ -196,7 +208,23 @@ class ConfDir:
             raw = handle.read(MAX_TOML_BYTES + 1)
         self.parses += 1
         spec, errors = parse_guest_text(raw, file=file, stem=stem)
-        return _Parsed(_signature(st), spec, tuple(errors))
+        refs: Refs = ()
+        if spec is not None:
+            refs = signatures(referenced_paths(spec), self._root_prefix)
+            spec, errors = read_referenced(spec, self._root_prefix, self._refusal_of(file))
+        return _Parsed(_signature(st), spec, tuple(errors), refs=refs)
+
+    def _same_refs(self, parsed: _Parsed) -> bool:
+        """Whether the files a spec's [cloud_init] reads are as they were when it was read."""
+        paths = tuple(path for path, _signature in parsed.refs)
+        return not paths or signatures(paths, self._root_prefix) == parsed.refs
+
+    def _refusal_of(self, file: str) -> Callable[[os.stat_result], str | None]:
+        def refusal(st: os.stat_result) -> str | None:
+            refused = self._refusal(file, st)
+            return None if refused is None else refused.message
+
+        return refusal
 
     def _distrust(self) -> str | None:
         """Why conf_dir itself cannot be trusted now (checked every scan, one stat): a
@@ -298,6 +326,8 @@ class ConfDir:
                 missing.append(
                     SpecError(spec.source, key, f"{path} does not exist (yet)", warning=True)
                 )
+        if self.check_disks:
+            missing += disk_warnings(spec, self._root_prefix)
         return missing
 
     def _publish(

@@ -210,6 +210,13 @@ class GuestSupervisor(BootCycle):
         return isinstance(phase, Live | Stopping) or (isinstance(phase, Due) and phase.reboot)
 
     @property
+    def between_boots(self) -> bool:
+        """It rebooted itself and keeps its VM for the next boot, but no process of it runs:
+        a pass may make its disks and seed ready for that boot."""
+        phase = self._phase
+        return isinstance(phase, Due) and phase.reboot
+
+    @property
     def steady(self) -> bool:
         """Running with nothing pending: its exit arrives as an event, nothing else is due."""
         phase = self._phase

@@ -74,6 +74,9 @@ class Supervisors:
     def holding_vms(self) -> frozenset[str]:
         return frozenset(n for n, s in self._by_name.items() if s.holds_vm)
 
+    def between_boots(self) -> frozenset[str]:
+        return frozenset(n for n, s in self._by_name.items() if s.between_boots)
+
     def rows(self) -> tuple[GuestStatus, ...]:
         return tuple(self._by_name[n].snapshot() for n in sorted(self._by_name))
 

@@ -117,8 +117,8 @@ class Section:
         value: bool | None = self._typed(key, bool, "true or false")
         return value
 
-    def array(self, key: str) -> list[Any] | None:
-        value: list[Any] | None = self._typed(key, list, "an array")
+    def array(self, key: str, items: str = "strings") -> list[Any] | None:
+        value: list[Any] | None = self._typed(key, list, f"an array of {items}")
         return value
 
     def integer(self, key: str, low: int | None = None, high: int | None = None) -> int | None:
@@ -302,7 +302,7 @@ _READERS: dict[type, Callable[[Section, str, Any], Any]] = {
     Size: lambda s, n, k: s.size_text(n),
     Duration: lambda s, n, k: s.duration(n, k.high),
     HostPath: lambda s, n, k: s.host_path(n, relative=k.relative),
-    Array: lambda s, n, k: s.array(n),
+    Array: lambda s, n, k: s.array(n, k.items),
     SubTable: _read_sub_table,
     TableArray: _read_table_array,
     TableMap: _read_table_map,
@@ -328,6 +328,12 @@ def read_table(section: Section, spec: TableSpec) -> dict[str, Any]:
 
 
 def _check_one_of(section: Section, spec: TableSpec) -> None:
+    exclusive = [key for key, _what in spec.at_most_one if key in section]
+    if len(exclusive) > 1:
+        either = " or ".join(
+            f"`{key}` ({what})" if what else f"`{key}`" for key, what in spec.at_most_one
+        )
+        section.error(exclusive[-1], f"give either {either}, not both")
     if not spec.one_of:
         return
     given = [key for key, _what in spec.one_of if key in section]

@@ -32,4 +32,9 @@ class OperatorRequest:
     request: Request
 
 
-Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest
+@dataclass(frozen=True)
+class PassWanted:
+    why: str  # a background copy ended; a boot waits for a pass to make its disks ready
+
+
+Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest | PassWanted

@@ -27,7 +27,9 @@ EXIT_ERROR = 1
 EXIT_PENDING = 2
 
 
-def conf_dir(ctx: Context, root: Path | None = None, *, strict: bool = True) -> ConfDir:
+def conf_dir(
+    ctx: Context, root: Path | None = None, *, strict: bool = True, check_disks: bool = False
+) -> ConfDir:
     """conf_dir as the daemon judges it: seeded with what it accepted before (a broken file
     keeps its guest's spec; a refused duplicate stays refused) and the taps it allocated.
     With `strict` off, state this user cannot read is left out (validate as non-root)."""
@@ -38,11 +40,17 @@ def conf_dir(ctx: Context, root: Path | None = None, *, strict: bool = True) -> 
         if strict:
             raise
         accepted, claims = {}, {}
-    return ConfDir(ctx.config.conf_dir, root=root or ctx.root, accepted=accepted, claims=claims)
+    return ConfDir(
+        ctx.config.conf_dir,
+        root=root or ctx.root,
+        accepted=accepted,
+        claims=claims,
+        check_disks=check_disks,
+    )
 
 
 def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
-    snapshot = conf_dir(ctx, strict=False).scan()
+    snapshot = conf_dir(ctx, strict=False, check_disks=True).scan()
     by_file: dict[str, list[SpecError]] = {}
     for problem in snapshot.problems:
         by_file.setdefault(problem.file, []).append(problem)
@@ -112,7 +120,7 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps([a.as_dict() for a in actions], indent=2))
-    elif not actions and result.complete:
+    elif not actions and result.complete and not result.plan.blocked:
         print("converged: nothing to do")
     else:
         for action in actions:
@@ -120,9 +128,11 @@ def cmd_plan(ctx: Context, args: argparse.Namespace) -> int:
     if not args.json:
         for name in held:
             print(f"= {name} held by stop (`bhyve-reconciler start {name}` boots it)")
+        for name in sorted(result.plan.blocked):  # why: on stderr, with the host's errors
+            print(f"= {name} waits (see above)")
     if not result.complete:
         return EXIT_ERROR
-    return EXIT_PENDING if actions else EXIT_OK
+    return EXIT_PENDING if actions or result.plan.blocked else EXIT_OK
 
 
 def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from reconciler.actions import (
     RemoveMember,
 )
 from reconciler.bhyve import BOOT_PROBE_BYTES, is_bootable
-from reconciler.errors import HostCommandError
+from reconciler.errors import HostCommandError, ReconcilerError
 from reconciler.facts import (
     DiskFile,
     HostFacts,
@@ -41,7 +42,18 @@ from reconciler.facts import (
     parse_sysctl,
     parse_zfs_volumes,
 )
+from reconciler.host.copier import ImageCopier
+from reconciler.host.diskprep import (
+    ImageProbe,
+    build_seed,
+    copy_image,
+    grow_file,
+    observe_clone_sources,
+    read_seed_ids,
+    sweep_temporaries,
+)
 from reconciler.host.runner import Result, Runner
+from reconciler.imageactions import BuildSeed, CloneZvol, CopyImage, GrowDisk
 from reconciler.ledger import Ledger
 from reconciler.plan import UP_ON_OPEN
 from reconciler.spec import GuestSpec
@@ -59,11 +71,19 @@ _ALREADY: dict[type[Action], str] = {
     RemoveMember: "No such file or directory",  # ifconfig: BRDGDEL tap0: No such file ...
     DestroyInterface: "does not exist",
     CreateZvol: "dataset already exists",
+    CloneZvol: "dataset already exists",
     DestroyVM: "No such file or directory",  # vm_open: NAME could not be opened: ...
 }
 
 
 _MISSING = DiskFile(exists=False)
+
+
+class ActionDeferred(ReconcilerError):
+    """The action runs on in the background (a large copy): its outcome is pending, and a later
+    pass sees what it made."""
+
+
 _T = TypeVar("_T")
 
 
@@ -76,6 +96,9 @@ class FreeBSDHost:
         self.vmm_dir = vmm_dir
         self._root_prefix = str(root).rstrip("/")
         self._disk_cache: dict[str, DiskFile] = {}
+        self._images = ImageProbe()
+        # The daemon's background copies; None: `apply` copies while it waits.
+        self.copier: ImageCopier | None = None
         self._parse_cache: dict[Callable[[str], object], tuple[str, object]] = {}
 
     def host_path(self, path: str | Path) -> Path:
@@ -90,6 +113,7 @@ class FreeBSDHost:
         ledger: Ledger,
         state_files: Iterable[str] = (),
         running: frozenset[str] = frozenset(),
+        seeds: Mapping[str, tuple[str, str]] | None = None,
     ) -> HostFacts:
         """One snapshot: kldstat, sysctl, ifconfig, and zfs only when a spec or the ledger
         holds a zvol; then stats and a listing of vmm_dir, which run no command.
@@ -101,8 +125,11 @@ class FreeBSDHost:
 
         `state_files` are the daemon's own per-guest files (UEFI vars copies) the plan wants;
         the ledger's are always checked. Like CopyFile, they are daemon paths, not under root.
-        The disks of `running` guests are not looked at: nothing creates a disk under a
-        running guest.
+        The disks of `running` guests are not looked at: nothing creates or grows a disk
+        under a running guest. For the others, a missing disk's image is read (its first and
+        last bytes), the snapshots missing zvols are cloned from are listed (one `zfs list`,
+        only then), and `seeds` (guest -> its seed image and stamp, daemon paths) says whose
+        cloud-init seed to look at; copies in flight come from `copier`.
         """
         unobserved: dict[Observation, str] = {}
         modules: frozenset[str] | None = None
@@ -129,22 +156,15 @@ class FreeBSDHost:
             )
         except (HostCommandError, ValueError) as exc:  # ValueError: sizes not in bytes
             unobserved["zvols"] = str(exc)
-        # Only a disk with a size can be created when missing, so only those need a stat.
-        disks: dict[str, DiskFile] = {}
-        for path in (
-            d.path
-            for g in desired.values()
-            if g.name not in running
+        idle = [g for g in desired.values() if g.name not in running]
+        disks = self._observe_disks(idle, unobserved)
+        images = {
+            d.source: self._images.look(d.source, self.host_path(d.source))
+            for g in idle
             for d in g.disks
-            if d.path and d.size is not None
-        ):
-            try:
-                disks[path] = self.disk_facts(path)
-            except OSError as exc:
-                failed = f"{path}: {exc.strerror}"
-                unobserved["disks"] = (
-                    f"{unobserved['disks']}; {failed}" if "disks" in unobserved else failed
-                )
+            if d.path and d.source and not (d.path in disks and disks[d.path].exists)
+        }
+        snapshots = observe_clone_sources(self.runner, idle, zvols, unobserved)
         vms: frozenset[str] | None = None
         try:
             vms = self.list_vms()
@@ -158,8 +178,29 @@ class FreeBSDHost:
             zvols=zvols,
             disks=disks,
             files={p: os.path.exists(p) for p in (*ledger.files, *state_files)},
+            images=images,
+            snapshots=snapshots,
+            seeds=read_seed_ids(seeds or {}),
+            copies=self.copier.copies() if self.copier is not None else {},
             unobserved=unobserved,
         )
+
+    def _observe_disks(
+        self, guests: Iterable[GuestSpec], unobserved: dict[Observation, str]
+    ) -> dict[str, DiskFile]:
+        """A stat of each disk file that can be made (a size or a source) or grown (a size)."""
+        disks: dict[str, DiskFile] = {}
+        for path in (
+            d.path for g in guests for d in g.disks if d.path and (d.size is not None or d.source)
+        ):
+            try:
+                disks[path] = self.disk_facts(path)
+            except OSError as exc:
+                failed = f"{path}: {exc.strerror}"
+                unobserved["disks"] = (
+                    f"{unobserved['disks']}; {failed}" if "disks" in unobserved else failed
+                )
+        return disks
 
     def observe_interfaces(self) -> dict[str, Interface]:
         return self._parsed(parse_ifconfig, self._must(OBSERVE_IFCONFIG).stdout)
@@ -183,12 +224,13 @@ class FreeBSDHost:
 
     def disk_facts(self, path: str) -> DiskFile:
         try:
-            size = os.stat(self._root_prefix + path).st_size  # runs per disk per pass
+            info = os.stat(self._root_prefix + path)  # runs per disk per pass
         except FileNotFoundError:
             return _MISSING
+        size, regular = info.st_size, stat.S_ISREG(info.st_mode)
         seen = self._disk_cache.get(path)
-        if seen is None or seen.size != size:
-            seen = self._disk_cache[path] = DiskFile(exists=True, size=size)
+        if seen is None or seen.size != size or seen.regular != regular:
+            seen = self._disk_cache[path] = DiskFile(exists=True, size=size, regular=regular)
         return seen
 
     def first_disk_bootable(self, guest: GuestSpec) -> bool:
@@ -215,7 +257,17 @@ class FreeBSDHost:
             return self._create_disk(action)
         if isinstance(action, CopyFile):
             return self._copy_file(action)
+        if isinstance(action, CopyImage):
+            return self._copy_image(action)
+        if isinstance(action, GrowDisk) and action.zvol is None:
+            return grow_file(action, self.host_path(action.device))
+        if isinstance(action, BuildSeed):
+            return build_seed(self.runner, action)
         if isinstance(action, Forget):
+            if action.kind == "disk" and not action.what.startswith("/dev/"):
+                if self.copier is not None:
+                    self.copier.cancel(action.what)
+                sweep_temporaries(self.host_path(action.what))  # a crashed copy's, never a disk
             return True
         argv = action.argv
         if argv is None:
@@ -227,6 +279,13 @@ class FreeBSDHost:
         if marker is not None and marker in result.stderr:
             return False
         raise HostCommandError(argv, result.status, result.stderr)
+
+    def _copy_image(self, action: CopyImage) -> bool:
+        source, target = self.host_path(action.source), self.host_path(action.path)
+        if self.copier is None:
+            return copy_image(action, source, target)
+        self.copier.start(action, source, target)
+        raise ActionDeferred(f"{action.path}: copying in the background")
 
     def _create_disk(self, action: CreateDiskFile) -> bool:
         """A sparse image of its full size under a temporary name, then linked into place:
@@ -296,7 +355,8 @@ def execute_actions(
 ) -> ApplyReport:
     """Run actions in order. An action whose prerequisite (a `Key` in its `requires`) failed or
     was skipped is skipped this pass; every independent action still runs; guest starts and
-    stops (and what waits on them) are left pending for the supervisor. Outcomes name the keys
+    stops (and what waits on them), and copies the driver runs in the background, are left
+    pending. Outcomes name the keys
     waited for as text, as `plan --json` prints them."""
     report = ApplyReport(ledger=ledger)
     status_of: dict[Key, Status] = {}
@@ -313,6 +373,8 @@ def execute_actions(
         else:
             try:
                 changed = apply_one(action)
+            except ActionDeferred:
+                outcome = Outcome(action, "pending")
             except HostCommandError as exc:
                 outcome = Outcome(action, "failed", error=exc)
             except OSError as exc:

@@ -115,7 +115,7 @@ CASES = [
      "not a valid host name"),
     ("hostname-int", {**KEYS, "hostname": 7}, "cloud_init.hostname", "expected a string"),
     ("network-string", {**KEYS, "network": "dhcp"}, "cloud_init.network",
-     "expected a table, got a string"),
+     "expected a table ([cloud_init.network]), got a string"),
     ("network-unknown", {**KEYS, "network": {**NET, "dns": ["192.0.2.1"]}},
      "cloud_init.network.dns", "unknown key; expected one of `address`, `gateway`, `nameservers`"),
     ("address-missing", {**KEYS, "network": {"gateway": "192.0.2.1"}},

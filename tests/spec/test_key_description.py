@@ -31,37 +31,64 @@ GUEST_KEYS = {row.path for row in documented_keys(GUEST)}
 CONFIG_KEYS = {row.path for row in documented_keys(CONFIG)}
 
 
-def example(key: Key) -> Any:
+def example(key: Key, *, chosen: str | None = None, prefer: frozenset[str] = frozenset()) -> Any:
+    """`key` at its example: the one for the table's `chosen` one-of key when it has one."""
     kind = key.type
     if isinstance(kind, SubTable):
-        return example_table(kind.spec)
+        return example_table(kind.spec, prefer=prefer)
     if isinstance(kind, TableArray):
         # One table per alternative of a one-of (a disk's path or zvol).
         alternatives = [name for name, _what in kind.spec.one_of] or [None]
-        return [example_table(kind.spec, only=alt) for alt in alternatives]
+        return [example_table(kind.spec, only=alt, prefer=prefer) for alt in alternatives]
     if isinstance(kind, TableMap):
-        return {kind.name_example: example(kind.entry)}
-    return key.example
+        return {kind.name_example: example(kind.entry, prefer=prefer)}
+    return dict(key.examples).get(chosen, key.example) if chosen else key.example
 
 
-def example_table(spec: TableSpec, *, only: str | None = None, when: dict[str, Any] | None = None):
-    """Every key of `spec` at its example; of a one-of only `only` (default: the first);
-    keys that need another key's value only when `when` gives that value."""
+def example_table(
+    spec: TableSpec,
+    *,
+    only: str | None = None,
+    when: dict[str, Any] | None = None,
+    prefer: frozenset[str] = frozenset(),
+):
+    """Every key of `spec` at its example; of a one-of only `only` (default: the first), of an
+    at-most-one the key in `prefer` (default: the first); keys that need another key's value
+    only when `when` gives that value."""
     one_of = [name for name, _what in spec.one_of]
     chosen = only or (one_of[0] if one_of else None)
+    exclusive = [name for name, _what in spec.at_most_one]
+    kept = next((n for n in exclusive if n in prefer), exclusive[0] if exclusive else None)
     table: dict[str, Any] = dict(when or {})
     for key in spec.keys:
         if key.name in table or (key.name in one_of and key.name != chosen):
             continue
+        if key.name in exclusive and key.name != kept:
+            continue
         if key.only_with is not None and (when or {}).get(key.only_with[0]) != key.only_with[1]:
             continue
-        table[key.name] = example(key)
+        table[key.name] = example(key, chosen=chosen, prefer=prefer)
     return table
+
+
+def variants(spec: TableSpec) -> list[frozenset[str]]:
+    """No preference, then each later alternative of every at-most-one group in the tree."""
+    found: list[frozenset[str]] = [frozenset()]
+    found += [frozenset({name}) for name, _what in spec.at_most_one[1:]]
+    for key in spec.keys:
+        if isinstance(key.type, SubTable | TableArray):
+            found += variants(key.type.spec)[1:]
+    return found
 
 
 def conditions(spec: TableSpec) -> list[dict[str, Any]]:
     found = {key.only_with for key in spec.keys if key.only_with is not None}
     return [{name: value} for name, value in sorted(found)]
+
+
+# Every `only_with` condition with every at-most-one alternative.
+CASES = [(when, prefer) for when in conditions(GUEST) for prefer in variants(GUEST)]
+CASE_IDS = [f"{when}-{sorted(prefer)}" for when, prefer in CASES]
 
 
 def test_every_key_has_a_one_line_meaning_and_a_valid_example() -> None:
@@ -72,9 +99,11 @@ def test_every_key_has_a_one_line_meaning_and_a_valid_example() -> None:
         assert row.toml and row.default, row.path
 
 
-@pytest.mark.parametrize("when", conditions(GUEST), ids=str)
-def test_every_documented_guest_key_is_read_and_written_back(when: dict[str, Any]) -> None:
-    document = example_table(GUEST, when=when)
+@pytest.mark.parametrize(("when", "prefer"), CASES, ids=CASE_IDS)
+def test_every_documented_guest_key_is_read_and_written_back(
+    when: dict[str, Any], prefer: frozenset[str]
+) -> None:
+    document = example_table(GUEST, when=when, prefer=prefer)
     spec, errors = parse_guest(document, file="/c/web.toml", stem="web")
     assert errors == []
     assert spec is not None
@@ -86,8 +115,8 @@ def test_every_documented_guest_key_is_read_and_written_back(when: dict[str, Any
 
 def test_the_examples_cover_every_documented_guest_key() -> None:
     covered: set[str] = set()
-    for when in conditions(GUEST):
-        covered |= set(paths(example_table(GUEST, when=when), GUEST_KEYS))
+    for when, prefer in CASES:
+        covered |= set(paths(example_table(GUEST, when=when, prefer=prefer), GUEST_KEYS))
     assert covered == GUEST_KEYS
 
 
@@ -160,10 +189,12 @@ def wrap(value: Any, path: str, seen: set[str], documented: set[str]) -> Any:
     return value
 
 
-@pytest.mark.parametrize("when", conditions(GUEST), ids=str)
-def test_the_guest_parser_reads_only_documented_keys(when: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("when", "prefer"), CASES, ids=CASE_IDS)
+def test_the_guest_parser_reads_only_documented_keys(
+    when: dict[str, Any], prefer: frozenset[str]
+) -> None:
     seen: set[str] = set()
-    document = wrap(example_table(GUEST, when=when), "", seen, GUEST_KEYS)
+    document = wrap(example_table(GUEST, when=when, prefer=prefer), "", seen, GUEST_KEYS)
     spec, errors = parse_guest(document, file="/c/web.toml", stem="web")
     assert spec is not None, errors
     assert seen, "the recording saw nothing"
