@@ -8,6 +8,7 @@ rules from `guestrules`. Pure data.
 from __future__ import annotations
 
 from reconciler import cloudinit_rules as ci_rules
+from reconciler import diskrules
 from reconciler import guestrules as rules
 from reconciler.schema import (
     Array,
@@ -70,20 +71,20 @@ DISK = TableSpec(
         Key("path", HostPath(), "an image file or a device; a missing file is created",
             example="/vm/web/disk0.img"),
         Key("zvol", Text(), "a ZFS volume `pool/dataset`, created when missing",
-            example="zroot/vm/web-disk0", rule=rules.zvol),
+            example="zroot/vm/web-disk0", rule=diskrules.zvol),
         Key("size", Size(), "the size to create the image or volume with; never shrunk",
-            example="16G", rule=rules.size_bytes, dump=format_size),
+            example="16G", rule=diskrules.size_bytes, dump=format_size),
         Key("emulation", Choice(DISK_EMULATIONS), "the device the guest sees", example="nvme"),
         Key("options", Array(), 'bhyve block options: "nocache", "direct", "ro", "nodelete", '
             '"sectorsize=N[/M]"', example=["nocache", "sectorsize=512/4096"],
-            rule=rules.disk_options),
+            rule=diskrules.disk_options),
         Key("source", Text(), "what a missing disk is made from, once: a raw image file "
             "(copied, holes kept) for `path`, a snapshot `pool/dataset@snap` (cloned) for `zvol`",
             example="/vm/images/debian-12-genericcloud-amd64.raw",
             examples=(("zvol", "zroot/images/debian-12@2024-06"),)),
     ),
     one_of=(("path", "an image file or device"), ("zvol", "pool/dataset")),
-    rule=rules.disk_source,
+    rule=diskrules.disk_source,
 )  # fmt: skip
 
 # `ssh-keygen -t ed25519 -C admin@example`: an example, as a person pastes one.
@@ -254,7 +255,7 @@ GUEST = TableSpec(
             "bhyveload")),
         Key("install", SubTable(INSTALL), "install media"),
         Key("disk", TableArray(DISK), "the guest's disks, in PCI slot order", field="disks",
-            rule=rules.disks, required="a guest needs at least one [[disk]]"),
+            rule=diskrules.disks, required="a guest needs at least one [[disk]]"),
         Key("nic", TableArray(NIC), "the guest's network interfaces", field="nics",
             rule=rules.nics),
         Key("uefi", SubTable(UEFI), "UEFI firmware", only_with=("loader", "uefi")),
