@@ -33,6 +33,7 @@ from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
 from reconciler.errors import NotReady
 from reconciler.facts import HostFacts
+from reconciler.host.copier import ImageCopier
 from reconciler.host.files import save_ledger
 from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
 from reconciler.host.guests import (
@@ -137,6 +138,15 @@ class Converger:
         # when a boot waits for a spec no pass has looked at yet (the daemon runs one).
         self.gate = BootGate()
         self.wants_pass: Callable[[str], None] | None = None
+
+    def start_copies(self, wake: Callable[[str], None]) -> None:
+        """Large copies run beside the passes (a worker thread); a copy that ends, and a boot
+        that waits for a pass to prepare it, ask for a pass through `wake(why)`."""
+        self.host.copier = ImageCopier(
+            on_done=lambda disk: wake(f"copied {disk}"),
+            retry_after=self.config.resync_interval,
+        )
+        self.wants_pass = lambda name: wake(f"{name} waits")
         self._last_placed: tuple[tuple[object, ...], Placed] | None = None
 
     @property

@@ -10,7 +10,6 @@ are looked at.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import signal
@@ -21,13 +20,13 @@ from types import FrameType
 
 import structlog
 
+from reconciler import wake as w
 from reconciler.config import DaemonConfig
 from reconciler.confstate import ConfState
 from reconciler.control import ControlServer, DaemonLock, Request
 from reconciler.converge import Converger, log_outcome
 from reconciler.errors import ReconcilerError
 from reconciler.fleet import FleetRows
-from reconciler.host.copier import ImageCopier
 from reconciler.host.files import load_ledger, private_dirs, reread_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.locks import SharedLocks
@@ -37,14 +36,7 @@ from reconciler.publish import Publisher
 from reconciler.settings import Timings
 from reconciler.status import DaemonStatus, GuestStatus, problem_lines
 from reconciler.supervisors import Supervisors
-from reconciler.wake import (
-    ConfChanged,
-    GuestEvent,
-    OperatorRequest,
-    PassWanted,
-    SignalEvent,
-    Wake,
-)
+from reconciler.wake import ConfChanged, GuestEvent, PassWanted, SignalEvent, take
 from reconciler.watch import KeptWatcher
 
 log = structlog.get_logger("reconciler.daemon")
@@ -69,7 +61,7 @@ class Daemon:
         self.timings = timings or config.timings.timings()
         self.clock = clock
         self.wall_clock = wall_clock
-        self.wake: queue.SimpleQueue[Wake] = queue.SimpleQueue()
+        self.wake: queue.SimpleQueue[w.Wake] = queue.SimpleQueue()
         self.conf = ConfState(config.conf_dir, config.state_dir, root=host.root)
         self.passes = 0
         self.started_at = wall_clock()
@@ -115,7 +107,7 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         }
         lock = DaemonLock(self.config.run_dir)
-        control = ControlServer(self.config.run_dir, lambda r: self.wake.put(OperatorRequest(r)))
+        control = ControlServer(self.config.run_dir, lambda r: self.wake.put(w.OperatorRequest(r)))
         try:
             private_dirs(self.config)
             lock.acquire()
@@ -125,7 +117,7 @@ class Daemon:
             self._exits = exit_watcher(self._guest_event)
             if self._exits is not None:
                 self._exits.start()
-            self._start_copies()
+            self._converger.start_copies(lambda why: self.wake.put(PassWanted(why)))
             self.supervisors = self._make_supervisors()
             log.info("daemon.started", pid=os.getpid(), conf_dir=str(self.config.conf_dir))
             self.supervisors.adopt(self.conf.confdir.scan().guests)  # the first pass logs
@@ -144,22 +136,13 @@ class Daemon:
         log.info("daemon.exited", detached=self._detach)
         return 0
 
-    def _start_copies(self) -> None:
-        """Large copies run beside the passes; their end, and a boot that waits for a pass to
-        prepare it, wake the loop for one."""
-        self.host.copier = ImageCopier(
-            on_done=lambda disk: self.wake.put(PassWanted(f"copied {disk}")),
-            retry_after=self.config.resync_interval,
-        )
-        self._converger.wants_pass = lambda name: self.wake.put(PassWanted(f"{name} waits"))
-
     def _loop(self) -> None:
         wait = False
         while True:
             # What is queued comes first: a SIGTERM that arrived during start-up stops the
             # guests before any pass could boot one.
             now = self.clock()
-            items = self._take(max(0.0, self._next_wake(now) - now) if wait else None)
+            items = take(self.wake, max(0.0, self._next_wake(now) - now) if wait else None)
             named = {i.name for i in items if isinstance(i, GuestEvent)}
             for item in items:
                 self._handle(item)
@@ -175,16 +158,6 @@ class Daemon:
             wait = self._stopping or not (self._pass_due or self.clock() >= self._next_resync)
             if not wait:
                 self.reconcile()
-
-    def _take(self, timeout: float | None) -> list[Wake]:
-        """Every queued wake-up; with a timeout, wait that long for the first."""
-        items: list[Wake] = []
-        with contextlib.suppress(queue.Empty):
-            if timeout is not None:
-                items.append(self.wake.get(timeout=timeout))
-            while True:
-                items.append(self.wake.get_nowait())
-        return items
 
     def _keep_locks(self) -> bool:
         """Between passes: shared-storage locks stay fresh while their guests stop (no passes
@@ -206,12 +179,12 @@ class Daemon:
             deadlines.append(check)
         return min(deadlines)
 
-    def _handle(self, item: Wake) -> None:
+    def _handle(self, item: w.Wake) -> None:
         if isinstance(item, ConfChanged | PassWanted):
             self._pass_due = True
         elif isinstance(item, SignalEvent):
             self._on_signal(item.signum)
-        elif isinstance(item, OperatorRequest):
+        elif isinstance(item, w.OperatorRequest):
             self._operator(item.request)
 
     # -- signals and operator commands ---------------------------------------------------------

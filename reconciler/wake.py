@@ -7,6 +7,8 @@ signal handler); the loop takes them all and acts. Plain values.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 from dataclasses import dataclass
 
 from reconciler.control import Request
@@ -38,3 +40,14 @@ class PassWanted:
 
 
 Wake = ConfChanged | GuestEvent | SignalEvent | OperatorRequest | PassWanted
+
+
+def take(wake: queue.SimpleQueue[Wake], timeout: float | None) -> list[Wake]:
+    """Every queued wake-up; with a timeout, wait that long for the first."""
+    items: list[Wake] = []
+    with contextlib.suppress(queue.Empty):
+        if timeout is not None:
+            items.append(wake.get(timeout=timeout))
+        while True:
+            items.append(wake.get_nowait())
+    return items
