@@ -138,6 +138,7 @@ class Converger:
         # when a boot waits for a spec no pass has looked at yet (the daemon runs one).
         self.gate = BootGate()
         self.wants_pass: Callable[[str], None] | None = None
+        self._last_placed: tuple[tuple[object, ...], Placed] | None = None
 
     def start_copies(self, wake: Callable[[str], None]) -> None:
         """Large copies run beside the passes (a worker thread); a copy that ends, and a boot
@@ -147,7 +148,6 @@ class Converger:
             retry_after=self.config.resync_interval,
         )
         self.wants_pass = lambda name: wake(f"{name} waits")
-        self._last_placed: tuple[tuple[object, ...], Placed] | None = None
 
     @property
     def host_name(self) -> str:
