@@ -41,7 +41,7 @@ from reconciler.facts import (
     parse_sysctl,
     parse_zfs_volumes,
 )
-from reconciler.host.runner import Result, Runner
+from reconciler.host.runner import Result, Runner, command_error
 from reconciler.ledger import Ledger
 from reconciler.plan import UP_ON_OPEN
 from reconciler.spec import GuestSpec
@@ -76,7 +76,7 @@ class FreeBSDHost:
         self.vmm_dir = vmm_dir
         self._root_prefix = str(root).rstrip("/")
         self._disk_cache: dict[str, DiskFile] = {}
-        self._parse_cache: dict[Callable[[str], object], tuple[str, object]] = {}
+        self._parse_cache: dict[Callable[[bytes], object], tuple[bytes, object]] = {}
 
     def host_path(self, path: str | Path) -> Path:
         """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
@@ -164,15 +164,15 @@ class FreeBSDHost:
     def observe_interfaces(self) -> dict[str, Interface]:
         return self._parsed(parse_ifconfig, self._must(OBSERVE_IFCONFIG).stdout)
 
-    def _parsed(self, parser: Callable[[str], _T], text: str) -> _T:
-        """`parser(text)`, reusing the last result while a command prints the same text: on
+    def _parsed(self, parser: Callable[[bytes], _T], output: bytes) -> _T:
+        """`parser(output)`, reusing the last result while a command prints the same bytes: on
         a quiet host `ifconfig -a` says the same thing pass after pass, and parsing a
         thousand taps' worth of it is most of a pass. Results are never mutated."""
         last = self._parse_cache.get(parser)
-        if last is not None and last[0] == text:
+        if last is not None and last[0] == output:
             return cast(_T, last[1])
-        result = parser(text)
-        self._parse_cache[parser] = (text, result)
+        result = parser(output)
+        self._parse_cache[parser] = (output, result)
         return result
 
     def list_vms(self) -> frozenset[str]:
@@ -203,7 +203,7 @@ class FreeBSDHost:
     def _must(self, argv: tuple[str, ...]) -> Result:
         result = self.runner.run(argv)
         if not result.ok:
-            raise HostCommandError(argv, result.status, result.stderr)
+            raise command_error(result)
         return result
 
     # -- applying --------------------------------------------------------------------------
@@ -224,9 +224,9 @@ class FreeBSDHost:
         if result.ok:
             return True
         marker = _ALREADY.get(type(action))
-        if marker is not None and marker in result.stderr:
+        if marker is not None and marker in result.error_text:
             return False
-        raise HostCommandError(argv, result.status, result.stderr)
+        raise command_error(result)
 
     def _create_disk(self, action: CreateDiskFile) -> bool:
         target = self.host_path(action.path)

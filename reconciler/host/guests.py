@@ -19,9 +19,8 @@ from dataclasses import replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from reconciler.errors import HostCommandError
 from reconciler.host.files import write_atomic
-from reconciler.host.runner import Runner
+from reconciler.host.runner import Runner, command_error
 from reconciler.policy import ExitStatus
 from reconciler.processes import PS_ARGV, ProcessTable, parse_ps
 from reconciler.spec import GuestSpec
@@ -53,7 +52,7 @@ def recorded_guests(run_dir: Path) -> list[str]:
 def list_processes(runner: Runner) -> ProcessTable:
     """The host's processes, from one `ps`; an empty table when ps fails (nothing is trusted)."""
     result = runner.run(PS_ARGV)
-    return parse_ps(result.stdout.encode("utf-8", "surrogateescape") if result.ok else b"")
+    return parse_ps(result.stdout if result.ok else b"")
 
 
 def boot_is_live(rec: BootRecord, alive: Callable[[int], bool]) -> bool:
@@ -187,7 +186,7 @@ class ShimGuestOps:
     def _bhyvectl(self, flag: str) -> None:
         result = self._runner.run(["bhyvectl", f"--vm={self.name}", flag])
         if not result.ok:
-            raise HostCommandError(result.argv, result.status, result.stderr)
+            raise command_error(result)
 
     def _reap(self) -> None:
         for pid, proc in list(self._children.items()):
