@@ -52,14 +52,21 @@ OBSERVE_IFCONFIG = ("ifconfig", "-a")
 OBSERVE_ZFS = ("zfs", "list", "-H", "-p", "-t", "volume", "-o", "name,volsize")
 
 # FreeBSD's answers that mean "already so": the goal holds, and this pass changed nothing.
-_ALREADY: dict[type[Action], str] = {
-    LoadModule: "module already loaded or in kernel",
-    CreateInterface: "SIOCIFCREATE2: File exists",
-    AddMember: "File exists",  # ifconfig: BRDGADD tap0: File exists
-    RemoveMember: "No such file or directory",  # ifconfig: BRDGDEL tap0: No such file ...
-    DestroyInterface: "does not exist",
-    CreateZvol: "dataset already exists",
-    DestroyVM: "No such file or directory",  # vm_open: NAME could not be opened: ...
+_ALREADY: dict[type[Action], tuple[str, ...]] = {
+    LoadModule: ("module already loaded or in kernel",),
+    CreateInterface: (
+        # sbin/ifconfig/ifconfig.c main() (13.x, 14.x, 15): the name exists before any ioctl.
+        "already exists",  # ifconfig: interface tap0 already exists
+        # ifclone.c ifclonecreate(): err(1, "SIOCIFCREATE2") when the ioctl itself meets
+        # EEXIST, the name created between main()'s look-up and the ioctl; older releases
+        # printed this for every existing name.
+        "SIOCIFCREATE2: File exists",
+    ),
+    AddMember: ("File exists",),  # ifconfig: BRDGADD tap0: File exists
+    RemoveMember: ("No such file or directory",),  # ifconfig: BRDGDEL tap0: No such file ...
+    DestroyInterface: ("does not exist",),
+    CreateZvol: ("dataset already exists",),
+    DestroyVM: ("No such file or directory",),  # vm_open: NAME could not be opened: ...
 }
 
 
@@ -223,8 +230,8 @@ class FreeBSDHost:
         result = self.runner.run(argv)
         if result.ok:
             return True
-        marker = _ALREADY.get(type(action))
-        if marker is not None and marker in result.error_text:
+        said = result.error_text
+        if any(marker in said for marker in _ALREADY.get(type(action), ())):
             return False
         raise command_error(result)
 
