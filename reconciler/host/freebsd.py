@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
+
+import structlog
 
 from reconciler.actions import (
     Action,
@@ -72,15 +75,32 @@ _ALREADY: dict[type[Action], tuple[str, ...]] = {
 
 _MISSING = DiskFile(exists=False)
 _T = TypeVar("_T")
+_NODE_POLL = 0.05  # seconds between looks for a new zvol's device node
+
+log = structlog.get_logger("reconciler.host")
 
 
 class FreeBSDHost:
+    """`zvol_node_wait`: how long `apply` waits for a new zvol's /dev/zvol node, which GEOM
+    and devfs make asynchronously after `zfs create` returns (reference §8); `sleep` and
+    `clock` time that wait."""
+
     def __init__(
-        self, runner: Runner, *, root: Path = Path("/"), vmm_dir: Path = Path("/dev/vmm")
+        self,
+        runner: Runner,
+        *,
+        root: Path = Path("/"),
+        vmm_dir: Path = Path("/dev/vmm"),
+        zvol_node_wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runner = runner
         self.root = root
         self.vmm_dir = vmm_dir
+        self.zvol_node_wait = zvol_node_wait
+        self._sleep = sleep
+        self._clock = clock
         self._root_prefix = str(root).rstrip("/")
         self._disk_cache: dict[str, DiskFile] = {}
         self._parse_cache: dict[Callable[[bytes], object], tuple[bytes, object]] = {}
@@ -224,6 +244,11 @@ class FreeBSDHost:
             return self._copy_file(action)
         if isinstance(action, Forget):
             return True
+        if isinstance(action, CreateZvol):
+            return self._create_zvol(action)
+        return self._run_action(action)
+
+    def _run_action(self, action: Action) -> bool:
         argv = action.argv
         if argv is None:
             raise ValueError(f"{type(action).__name__} cannot be applied by the driver")
@@ -234,6 +259,32 @@ class FreeBSDHost:
         if any(marker in said for marker in _ALREADY.get(type(action), ())):
             return False
         raise command_error(result)
+
+    def _create_zvol(self, action: CreateZvol) -> bool:
+        """Parents with `zfs create -p`, then the volume without -p, so an existing volume
+        answers "dataset already exists" and is not taken for ours (reference §8.4); then a
+        bounded wait for its device node, so its first boot finds the disk."""
+        parents = action.parents_argv
+        if parents is not None:
+            self._must(parents)
+        if not self._run_action(action):
+            return False
+        node = self.host_path(f"/dev/zvol/{action.zvol}")
+        start = self._clock()
+        while not node.exists():
+            waited = self._clock() - start
+            if waited >= self.zvol_node_wait:
+                # Created all the same: the ledger owns it; a boot that finds no disk yet is
+                # retried with the crash backoff.
+                log.warning(
+                    "host.zvol_node_missing",
+                    zvol=action.zvol,
+                    node=f"/dev/zvol/{action.zvol}",
+                    waited=waited,
+                )
+                break
+            self._sleep(min(_NODE_POLL, self.zvol_node_wait - waited))
+        return True
 
     def _create_disk(self, action: CreateDiskFile) -> bool:
         target = self.host_path(action.path)

@@ -9,13 +9,13 @@ before the driver's own command runs.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from reconciler.actions import AddMember, CreateInterface
+from reconciler.actions import AddMember, CreateInterface, CreateZvol
 from reconciler.config import DaemonConfig
 from reconciler.converge import Converger, PassResult
 from reconciler.guestfile import parse_guest_text
@@ -34,22 +34,45 @@ size = "1G"
 tap = "tap0"
 bridge = "bridge0"
 """
+ZVOL_GUEST = """\
+name = "db"
+[[disk]]
+zvol = "zroot/vm/db"
+size = "1G"
+"""
+TAP0_CREATE = ["ifconfig", "tap0", "create"]
+BRIDGE0_CREATE = ["ifconfig", "bridge0", "create"]
+
+# When the driver is about to run a command this matches, the other party's command runs first.
+Race = tuple[Callable[[tuple[str, ...]], bool], list[str]]
+
+
+def before(argv: Sequence[str], other: list[str]) -> Race:
+    return (lambda ran: ran == tuple(argv)), other
+
+
+def before_creating(dataset: str, other: list[str]) -> Race:
+    """Before whichever `zfs create` the driver runs to create `dataset` itself."""
+    return (lambda ran: ran[:2] == ("zfs", "create") and ran[-1] == dataset), other
 
 
 class RacingRunner:
-    """The production runner; when the driver is about to run one of `races`' keys, the other
-    party's command runs first, behind the driver's back."""
+    """The production runner, with each race's other party run once, behind its back."""
 
-    def __init__(self, sim: SimulatedHost, races: Mapping[tuple[str, ...], list[str]]) -> None:
+    def __init__(self, sim: SimulatedHost, races: Sequence[Race]) -> None:
         self.inner = SubprocessRunner(sim.env())
         self.sim = sim
-        self.races = dict(races)
+        self.races = list(races)
+        self.ran: list[tuple[str, ...]] = []
 
     def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> Result:
-        other = self.races.pop(tuple(argv), None)
-        if other is not None:
-            done = self.sim.run(other)
-            assert done.returncode == 0, done.stderr
+        self.ran.append(tuple(argv))
+        for race in list(self.races):
+            matches, other = race
+            if matches(tuple(argv)):
+                self.races.remove(race)
+                done = self.sim.run(other)
+                assert done.returncode == 0, done.stderr
         return self.inner.run(argv, timeout=timeout)
 
     def spawn(self, argv: Sequence[str], *, output: Path | None = None) -> subprocess.Popen[bytes]:
@@ -62,7 +85,7 @@ def sim(tmp_path: Path) -> SimulatedHost:
 
 
 def converge_once(
-    sim: SimulatedHost, text: str, races: Mapping[tuple[str, ...], list[str]]
+    sim: SimulatedHost, text: str, races: Sequence[Race]
 ) -> tuple[PassResult, Ledger, RacingRunner]:
     spec, errors = parse_guest_text(text, file="/conf.d/g.toml", stem="g")
     assert spec is not None, errors
@@ -95,9 +118,7 @@ def test_a_tap_created_by_someone_else_before_our_create_is_not_ours(
     sim: SimulatedHost, release: str
 ) -> None:
     sim.set_release(release)
-    result, ledger, runner = converge_once(
-        sim, NIC_GUEST, {("ifconfig", "tap0", "create"): ["ifconfig", "tap0", "create"]}
-    )
+    result, ledger, runner = converge_once(sim, NIC_GUEST, [before(TAP0_CREATE, TAP0_CREATE)])
     assert not runner.races, "the race never ran"
     assert outcome_of(result, CreateInterface, name="tap0") == "unchanged"
     assert outcome_of(result, AddMember, bridge="bridge0", member="tap0") == "done"
@@ -111,9 +132,7 @@ def test_a_tap_created_by_someone_else_before_our_create_is_not_ours(
 def test_a_bridge_created_by_someone_else_before_our_create_is_not_ours(
     sim: SimulatedHost,
 ) -> None:
-    result, ledger, _ = converge_once(
-        sim, NIC_GUEST, {("ifconfig", "bridge0", "create"): ["ifconfig", "bridge0", "create"]}
-    )
+    result, ledger, _ = converge_once(sim, NIC_GUEST, [before(BRIDGE0_CREATE, BRIDGE0_CREATE)])
     assert outcome_of(result, CreateInterface, name="bridge0") == "unchanged"
     assert result.blocked == frozenset() and not result.errors
     assert "bridge0" not in ledger.interfaces
@@ -124,9 +143,7 @@ def test_the_ioctls_own_answer_to_a_race_is_already_so_too(sim: SimulatedHost) -
     # Between main()'s look-up of the name and SIOCIFCREATE2, the kernel answers EEXIST and
     # ifclone.c says err(1, "SIOCIFCREATE2"): the text older releases print for every case.
     sim.inject_fault("ifconfig tap0 create", stderr="ifconfig: SIOCIFCREATE2: File exists")
-    result, ledger, _ = converge_once(
-        sim, NIC_GUEST, {("ifconfig", "tap0", "create"): ["ifconfig", "tap0", "create"]}
-    )
+    result, ledger, _ = converge_once(sim, NIC_GUEST, [before(TAP0_CREATE, TAP0_CREATE)])
     assert outcome_of(result, CreateInterface, name="tap0") == "unchanged"
     assert result.blocked == frozenset() and not result.errors
     assert "tap0" not in ledger.interfaces
@@ -134,8 +151,32 @@ def test_the_ioctls_own_answer_to_a_race_is_already_so_too(sim: SimulatedHost) -
 
 def test_another_failure_to_create_still_fails(sim: SimulatedHost) -> None:
     sim.inject_fault("ifconfig tap0 create", stderr="ifconfig: SIOCIFCREATE2: Invalid argument")
-    result, ledger, _ = converge_once(sim, NIC_GUEST, {})
+    result, ledger, _ = converge_once(sim, NIC_GUEST, [])
     assert outcome_of(result, CreateInterface, name="tap0") == "failed"
     assert outcome_of(result, AddMember, bridge="bridge0", member="tap0") == "skipped"
     assert "web" in result.blocked
     assert "tap0" not in ledger.interfaces
+
+
+def test_a_zvol_created_by_someone_else_before_our_create_is_not_ours(sim: SimulatedHost) -> None:
+    # OpenZFS zfs_do_create(): with -p an existing dataset is no error, so only a create
+    # without -p can tell the reconciler that it did not make the volume (reference §8.4).
+    other = ["zfs", "create", "-p", "-V", "1G", "zroot/vm/db"]
+    result, ledger, runner = converge_once(sim, ZVOL_GUEST, [before_creating("zroot/vm/db", other)])
+    assert not runner.races, "the race never ran"
+    assert outcome_of(result, CreateZvol, zvol="zroot/vm/db") == "unchanged"
+    assert result.blocked == frozenset() and not result.errors
+    assert "/dev/zvol/zroot/vm/db" not in ledger.disks
+    assert sim.zvols() == {"zroot/vm/db": 1 << 30}
+
+
+def test_a_zvol_we_create_is_ours_and_its_parents_are_made_first(sim: SimulatedHost) -> None:
+    result, ledger, runner = converge_once(sim, ZVOL_GUEST, [])
+    assert outcome_of(result, CreateZvol, zvol="zroot/vm/db") == "done"
+    assert ledger.disks == {"/dev/zvol/zroot/vm/db": "db"}
+    assert sim.datasets()["zroot/vm"] == "filesystem"
+    creates = [argv for argv in runner.ran if argv[:2] == ("zfs", "create")]
+    assert creates == [
+        ("zfs", "create", "-p", "zroot/vm"),
+        ("zfs", "create", "-V", "1G", "-o", "volmode=dev", "zroot/vm/db"),
+    ]

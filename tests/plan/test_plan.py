@@ -268,9 +268,12 @@ def test_zvols_are_created_only_when_observed_missing() -> None:
     guest = replace(HANDBOOK, disks=(Disk(zvol="zroot/vm/d0", size=16 * GIB),))
     missing = converged_facts(zvols={})
     actions = plan_actions({"guestname": guest}, missing, Ledger(), UPLINK)
+    # Without -p, so an existing volume is refused, not taken for ours (reference §8.4).
     assert [a.argv for a in actions] == [
-        ("zfs", "create", "-p", "-V", "16G", "-o", "volmode=dev", "zroot/vm/d0")
+        ("zfs", "create", "-V", "16G", "-o", "volmode=dev", "zroot/vm/d0")
     ]
+    assert isinstance(actions[0], CreateZvol)
+    assert actions[0].parents_argv == ("zfs", "create", "-p", "zroot/vm")
     present = converged_facts(zvols={"zroot/vm/d0": 16 * GIB})
     assert plan_actions({"guestname": guest}, present, Ledger(), UPLINK) == []
     assert isinstance(actions[0], CreateZvol)
