@@ -186,3 +186,47 @@ def parse_zfs_volumes(output: Output) -> dict[str, int]:
             raise ValueError(f"zfs list: volsize of {name!r} is not a byte count: {size!r}")
         volumes[name.strip()] = int(size)
     return volumes
+
+
+Program = Literal["loader", "bhyve"]
+
+# Lines a boot's program prints just before a failing exit 1, each from its source; a menu
+# `quit` or a guest power-off prints none of them (reference §8.2, §8.3). A line must start
+# with the text: a guest's console (stdio) shares the log and may mention it anywhere.
+_FAILURE_LINES: dict[Program, re.Pattern[str]] = {
+    "loader": re.compile(
+        "|".join(
+            (
+                # usr.sbin/bhyveload/bhyveload.c main(): perror(...), exit(1).
+                r"(?:vm_create|vm_open|vm_reinit|vm_setup_memory): ",
+                r"bhyveload: ",  # errx()
+                r"usage: bhyveload ",  # usage(), exit(1)
+                # grub2-bhyve grub-core/kern/emu/main.c main(), each then exit(1), and
+                # bhyve_hostif.c grub_emu_bhyve_init(), before the first.
+                r"Error in initializing VM$",
+                r"Error in parsing command line arguments$",
+                r"Required VM name parameter not supplied$",
+                r"Could not (?:create|reinit) VM ",
+                r"Could not setup memory for VM$",
+                r"grub-bhyve: error: ",  # grub_util_error(), exit(1)
+            )
+        )
+    ),
+    "bhyve": re.compile(
+        # bhyverun.c vm_loop() (14.x amd64/bhyverun_machdep.c): VM_RUN failed, then
+        # fbsdrun_start_thread() exit(1); usage(1) for a bad command line.
+        r"vm_run error -?\d+, errno \d+$|Usage: bhyve "
+    ),
+}
+_MAX_FAILURE_LINES = 3
+
+
+def boot_failure(output: Output, program: Program) -> str | None:
+    """The line(s) `program` printed in a boot's output that say it failed rather than
+    stopped (the last few, joined by "; "); None when it printed none."""
+    found = [
+        line
+        for line in (raw.rstrip("\r") for raw in _lines(output))
+        if _FAILURE_LINES[program].match(line)
+    ]
+    return "; ".join(found[-_MAX_FAILURE_LINES:]) if found else None

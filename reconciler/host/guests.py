@@ -1,10 +1,10 @@
 """The real `GuestOps`: one guest's boot shim, its records in `run_dir`, signals and bhyvectl.
 
-Owns `run_dir/guests/NAME/` (the shim's pid and exit records, the supervisor's outcome note, the
-boot's output in `boot.log`) and the shim processes this daemon started, which it reaps so no
-zombies pile up. A pid read from a record is trusted only once the process listing shows it is
-this guest's shim, loader or bhyve. Commands go through the `Runner`; it decides nothing: that
-is the supervisor's.
+Owns `run_dir/guests/NAME/` (the shim's pid and exit records, the supervisor's outcome note,
+the boots' output in `boot.log` and where the last boot's part of it begins) and the shim
+processes this daemon started, which it reaps so no zombies pile up. A pid read from a record
+is trusted only once the process listing shows it is this guest's shim, loader or bhyve.
+Commands go through the `Runner`; it decides nothing: that is the supervisor's.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from reconciler.supervise import BootPlan, BootRecord
 
 GUESTS_SUBDIR = "guests"
 BOOT_LOG = "boot.log"
+BOOT_LOG_START = "boot.log.start"  # where the last boot's output begins in boot.log
+BOOT_OUTPUT_LIMIT = 64 * 1024  # what is read of a boot's output: its failure lines are last
 _RECORDS = ("shim.pid", "loader.pid", "bhyve.pid", "exit", "outcome")
 
 
@@ -116,6 +118,11 @@ class ShimGuestOps:
             write_atomic(Path(path), content)
         for record in _RECORDS:
             (self.dir / record).unlink(missing_ok=True)
+        try:
+            start = (self.dir / BOOT_LOG).stat().st_size
+        except FileNotFoundError:
+            start = 0
+        write_atomic(self.dir / BOOT_LOG_START, f"{start}\n")
         loader = boot.loader or ()
         argv = ["/bin/sh", str(self._shim), str(self.dir), str(len(loader)), *loader, *boot.bhyve]
         proc = self._runner.spawn(argv, output=self.dir / BOOT_LOG)
@@ -167,6 +174,18 @@ class ShimGuestOps:
 
     def vm_exists(self) -> bool:
         return (self._vmm_dir / self.name).exists()
+
+    def boot_output(self) -> bytes:
+        start = self._read_pid(BOOT_LOG_START) or 0
+        try:
+            with open(self.dir / BOOT_LOG, "rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                # A log cut shorter than the boot's start was rotated: all of it is recent.
+                begin = start if start <= size else 0
+                log.seek(max(begin, size - BOOT_OUTPUT_LIMIT))
+                return log.read(BOOT_OUTPUT_LIMIT)
+        except (FileNotFoundError, NotADirectoryError):
+            return b""
 
     def destroy(self) -> None:
         self._bhyvectl("--destroy")
