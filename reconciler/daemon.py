@@ -99,6 +99,7 @@ class Daemon:
         self._next_resync = 0.0
         self._status_writer = StatusWriter(config.run_dir)
         self._watcher: ConfWatcher | None = None
+        self._watch_note: str | None = None  # status line while file events may be missed
         self._exits: ExitWatcher | None = None
         self.supervisors = self._make_supervisors()
 
@@ -141,6 +142,7 @@ class Daemon:
                 self._write_status()
                 return
             now = self.clock()
+            self._keep_watching()
             if not self._stopping and (self._pass_due or now >= self._next_resync):
                 self.reconcile()
                 continue
@@ -239,11 +241,14 @@ class Daemon:
     def reconcile(self) -> None:
         """One pass: specs, host facts, host actions, then every supervisor's accepted spec.
         The loop runs it; a test may run it directly on an in-process daemon."""
+        now = self.clock()
+        watched = self._watcher is not None and self._watcher.is_alive()
+        if now >= self._next_resync and watched:
+            self._watch_note = None  # watched again for a whole resync interval
         self._pass_due = False
-        self._next_resync = self.clock() + self.config.resync_interval
+        self._next_resync = now + self.config.resync_interval
         self.passes += 1
         self.supervisors.new_round()
-        self._keep_watching()
         desired = self._scan()
         held = self.supervisors.holding_vms()
         try:
@@ -271,15 +276,34 @@ class Daemon:
         return snapshot.guests
 
     def _keep_watching(self) -> None:
-        """conf_dir removed, renamed or swapped (a symlink to a new checkout): watch anew."""
-        if self._watcher is None or self._watcher.is_alive():
+        """At every wake-up. conf_dir removed, renamed or swapped (a symlink to a new
+        checkout): watch anew. The watch's emitter died (kqueue's EMFILE, any OSError): say so
+        loudly (log and status), re-read conf_dir in a pass as the resync would, watch anew;
+        while no new watch can be made, every wake-up tries again and re-reads conf_dir."""
+        watcher = self._watcher
+        if watcher is not None and watcher.is_alive():
             return
-        self._watcher.stop()
+        conf_dir = str(self.config.conf_dir)
+        lost = None
+        if watcher is not None:
+            lost = watcher.failure
+            watcher.stop()
+            self._watcher = None
+            if lost is not None:
+                log.error("watch.lost", conf_dir=conf_dir, error=lost)
+                self._pass_due = True
         try:
             self._watcher = self._start_watcher()
-            log.info("watch.restarted", conf_dir=str(self.config.conf_dir))
-        except DaemonError as exc:  # the dead watcher stays: the next pass tries again
-            log.error("watch.failed", conf_dir=str(self.config.conf_dir), error=str(exc))
+        except DaemonError as exc:  # the next wake-up tries again
+            note = f"watch: {conf_dir}: not watched ({exc}); re-read at every wake-up"
+            if note != self._watch_note:
+                log.error("watch.failed", conf_dir=conf_dir, error=str(exc))
+            self._pass_due = lost is not None or self._watch_note is not None
+            self._watch_note = note
+            return
+        log.info("watch.restarted", conf_dir=conf_dir)
+        if lost is not None:
+            self._watch_note = f"watch: {conf_dir}: file events lost ({lost}); watching again"
 
     def _start_watcher(self) -> ConfWatcher:
         watcher = ConfWatcher(
@@ -327,7 +351,7 @@ class Daemon:
             passes=self.passes,
             guests=self.supervisors.rows(),
             problems=problem_lines(self.snapshot.problems if self.snapshot else ()),
-            host_errors=self._host_errors,
+            host_errors=self._host_errors + ((self._watch_note,) if self._watch_note else ()),
         )
         try:
             self._status_writer.write_if_changed(status)

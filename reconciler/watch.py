@@ -42,7 +42,7 @@ from typing import Literal
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
 from reconciler.errors import DaemonError
@@ -190,6 +190,7 @@ class ConfWatcher:
         self._observer: BaseObserver | None = None
         self._close_events = False
         self._thread: threading.Thread | None = None
+        self._failure: str | None = None
 
     def start(self) -> None:
         if self._observer is not None:
@@ -202,6 +203,8 @@ class ConfWatcher:
         observer, self._close_events = _make_observer(self._backend, self._poll_interval)
         try:
             observer.schedule(_Handler(self._on_event), str(self._root), recursive=self._recursive)
+            for emitter in observer.emitters:
+                self._guard(emitter)
             observer.start()
         except OSError as exc:
             # inotify watch limits (ENOSPC) and permissions land here.
@@ -231,17 +234,51 @@ class ConfWatcher:
             self._thread.join()
 
     def is_alive(self) -> bool:
-        """False once stopped, or once the watched directory was removed, renamed or replaced
-        (a fresh checkout swapped in): the caller then starts a new watcher on the path.
+        """False once stopped, once the watched directory was removed, renamed or replaced
+        (a fresh checkout swapped in), or once its emitter thread died (`failure` says why):
+        the caller then starts a new watcher on the path.
         """
-        if self._observer is None or self._thread is None:
+        observer = self._observer
+        if observer is None or self._thread is None:
             return False
         with self._cond:
-            if self._gone or self._stopping:
+            if self._gone or self._stopping or self._failure is not None:
                 return False
         if _identity(self.directory) != self._identity:
             return False
-        return self._observer.is_alive() and self._thread.is_alive()
+        # The observer's thread only dispatches: the emitters read the kernel, and one that
+        # raised is gone while the observer runs on.
+        emitters = observer.emitters
+        return (
+            bool(emitters)
+            and all(e.is_alive() for e in emitters)
+            and observer.is_alive()
+            and self._thread.is_alive()
+        )
+
+    @property
+    def failure(self) -> str | None:
+        """Why the emitter thread died, once it did: the error it raised."""
+        with self._cond:
+            return self._failure
+
+    def _guard(self, emitter: EventEmitter) -> None:
+        """Catch what ends an emitter's thread (kqueue's EMFILE when it cannot open a
+        descriptor for a new file, any unexpected OSError): note it, log it, and end the
+        thread quietly; `is_alive()` then says False."""
+        read = emitter.queue_events
+
+        def queue_events(timeout: float) -> None:
+            try:
+                read(timeout)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                with self._cond:
+                    self._failure = error
+                log.error("watch.emitter_died", dir=str(self.directory), error=error)
+                emitter.stop()
+
+        setattr(emitter, "queue_events", queue_events)  # noqa: B010 (an instance's method)
 
     def __enter__(self) -> ConfWatcher:
         self.start()
