@@ -51,6 +51,7 @@ from reconciler.guestfile import is_spec_file_name as is_conf_file
 log = structlog.get_logger(__name__)
 
 Backend = Literal["native", "polling"]
+KQUEUE_WAKE = 10.0  # seconds an idle kqueue emitter waits before it re-reads the directory
 
 
 class Debouncer:
@@ -143,7 +144,17 @@ def _make_observer(backend: Backend, poll_interval: float) -> tuple[BaseObserver
         return InotifyObserver(generate_full_events=True), True
     from watchdog.observers import Observer
 
-    return Observer(), False
+    # kqueue, on every FreeBSD release (reference §8.6): its emitter re-reads the watched
+    # directory each time kevent() returns, an event or its timeout (watchdog's default: every
+    # second, a stat per file even on an idle host). A change still wakes it at once; the
+    # timeout only bounds how long the emitter thread takes to end after stop().
+    return Observer(timeout=KQUEUE_WAKE), False
+
+
+def _stop_observer(observer: BaseObserver) -> None:
+    observer.stop()
+    if observer.is_alive():
+        observer.join()
 
 
 class _Handler(FileSystemEventHandler):
@@ -222,14 +233,20 @@ class ConfWatcher:
         )
 
     def stop(self) -> None:
-        """Stops watching; idempotent. Returns once no further `notify` call can start."""
+        """Stops watching; idempotent. Returns once no further `notify` call can start.
+
+        The observer is stopped on a thread of its own: kqueue's emitter holds its lock for
+        the whole kevent() wait (up to KQUEUE_WAKE when idle) and stopping it waits for that
+        lock, which neither a daemon's exit nor a new watch of the same path should."""
         with self._cond:
+            already = self._stopping
             self._stopping = True
             self._cond.notify_all()
-        if self._observer is not None:
-            self._observer.stop()
-            if self._observer.is_alive():
-                self._observer.join()
+        observer = self._observer
+        if observer is not None and not already:
+            threading.Thread(
+                target=_stop_observer, args=(observer,), name="watch-stop", daemon=True
+            ).start()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 WATCHED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM)
-STOP_SECONDS = 1.0
+STOP_SECONDS = 0.5
 PR_SET_CHILD_SUBREAPER = 36
 
 

@@ -99,3 +99,52 @@ def test_the_native_emitter_dying_is_noticed(
         (tmp_path / "wake.toml").write_text("")  # the emitter waits in read() until an event
         assert wait_until(lambda: not watcher.is_alive())
         assert watcher.failure is not None and "Too many open files" in watcher.failure
+
+
+def test_the_kqueue_watch_wakes_rarely_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # FreeBSD's kqueue emitter re-reads the whole directory each time it wakes, and with
+    # watchdog's default it wakes every second even when nothing changes (reference §8.6).
+    import watchdog.observers
+
+    made: list[float] = []
+
+    class Observer(BaseObserver):
+        def __init__(self, *, timeout: float = 1.0) -> None:
+            made.append(timeout)
+            super().__init__(PollingEmitter, timeout=timeout)
+
+    monkeypatch.setattr(sys, "platform", "freebsd14")
+    monkeypatch.setattr(watchdog.observers, "Observer", Observer)
+    observer, close_events = watch._make_observer("native", 1.0)
+    assert made == [watch.KQUEUE_WAKE] and observer.timeout == watch.KQUEUE_WAKE
+    assert watch.KQUEUE_WAKE >= 5.0
+    assert close_events is False
+
+
+def test_stop_does_not_wait_for_an_emitter_blocked_in_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kqueue's emitter holds its lock for the whole kevent() wait (KQUEUE_WAKE when idle), and
+    # stopping an observer waits for that lock: a daemon exit or a new watch must not.
+    release = threading.Event()
+    blocked = threading.Event()
+
+    class BlockedEmitter(PollingEmitter):
+        def queue_events(self, timeout: float) -> None:
+            blocked.set()
+            release.wait()
+
+    monkeypatch.setattr(
+        watch,
+        "_make_observer",
+        lambda backend, poll_interval: (BaseObserver(BlockedEmitter, timeout=30.0), False),
+    )
+    watcher = ConfWatcher(tmp_path, lambda names: None)
+    watcher.start()
+    try:
+        assert blocked.wait(WAIT)
+        watcher.stop()
+        assert not release.is_set()  # stop() returned while the emitter still waits
+        assert not watcher.is_alive()
+    finally:
+        release.set()
