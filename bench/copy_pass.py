@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import Row, make_world, seed_network, spread, verdict, write_specs
 from sparse_copy import make_image, read_write_regions, with_holes
+from world import Row, make_world, seed_network, spread, verdict, write_specs
 
 from reconciler.daemon import Daemon
 from reconciler.host.copier import ImageCopier

@@ -273,7 +273,17 @@ class CreateZvol(Action):
 
     @property
     def argv(self) -> tuple[str, ...]:
-        return ("zfs", "create", "-p", "-V", self.size_text, "-o", "volmode=dev", self.zvol)
+        # No -p: with it OpenZFS says nothing when the volume exists already (zfs_main.c
+        # zfs_do_create), so a volume someone else made would pass for ours. The driver makes
+        # missing parents first (`parents_argv`).
+        return ("zfs", "create", "-V", self.size_text, "-o", "volmode=dev", self.zvol)
+
+    @property
+    def parents_argv(self) -> tuple[str, ...] | None:
+        """`zfs create -p PARENT`: the missing filesystems above the volume (none for a volume
+        right under its pool)."""
+        parent = self.zvol.rpartition("/")[0]
+        return ("zfs", "create", "-p", parent) if "/" in parent else None
 
 
 @dataclass(frozen=True, kw_only=True)

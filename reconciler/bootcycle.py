@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from reconciler.errors import NotReady, ReconcilerError
-from reconciler.guestboot import Ended, begin_stop, carry_out, destroy_vm, live_pid, look
+from reconciler.guestboot import (
+    Ended,
+    begin_stop,
+    carry_out,
+    destroy_vm,
+    in_context,
+    live_pid,
+    look,
+)
 from reconciler.guestops import BootPlan, BootRecord, GuestOps, Logger
 from reconciler.guestphase import (
     RESTART_OF,
@@ -141,7 +149,7 @@ class BootCycle:
         boot = phase if isinstance(phase, Live) else phase.boot
         seen = look(self._ops, boot, steady=isinstance(phase, Live) and boot.pid is not None)
         if isinstance(seen, Ended):
-            self._ended(seen.exit, now, seen.rec)
+            self._ended(seen.exit, now, seen.rec, seen_now=True)
         elif seen.rec is not None:
             self._note_bhyve(seen.rec, now)
             self._next_look(now)
@@ -167,9 +175,15 @@ class BootCycle:
         self._last_error = None
         self._log.info("guest.started", guest=self.name, pid=rec.bhyve_pid, boot=self._boots)
 
-    def _ended(self, exit: ExitStatus, now: float, rec: BootRecord) -> None:
+    def _ended(self, exit: ExitStatus, now: float, rec: BootRecord, *, seen_now: bool) -> None:
+        """The boot ended with `exit`: as it happened (`seen_now`), or found in its record by a
+        daemon that was not running then."""
+        phase = self._phase
+        stopping = isinstance(phase, Stopping) or rec.outcome in ("held", "stopped")
+        exit = in_context(self._ops, exit, stop_requested=stopping, now=seen_now)
         pid = rec.bhyve_pid if exit.phase == "bhyve" else rec.loader_pid
         self._last_exit = exit
+        fields = {"reason": exit.reason} if exit.reason is not None else {}
         self._log.info(
             "guest.exited",
             guest=self.name,
@@ -178,8 +192,8 @@ class BootCycle:
             signal=exit.signal,
             meaning=exit.meaning,
             phase=exit.phase,
+            **fields,
         )
-        phase = self._phase
         if isinstance(phase, Stopping):
             self._finish_stop(now, phase.then)
             return

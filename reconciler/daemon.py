@@ -143,6 +143,7 @@ class Daemon:
             # guests before any pass could boot one.
             now = self.clock()
             items = take(self.wake, max(0.0, self._next_wake(now) - now) if wait else None)
+            self._pass_due |= self._watcher.keep()
             named = {i.name for i in items if isinstance(i, GuestEvent)}
             for item in items:
                 self._handle(item)
@@ -229,6 +230,8 @@ class Daemon:
     def reconcile(self) -> None:
         """One pass: specs, host facts, host actions, then every supervisor's accepted spec.
         The loop runs it; a test may run it directly on an in-process daemon."""
+        if self.clock() >= self._next_resync:
+            self._watcher.settle()  # watched again for a whole resync interval: say no more
         self._pass_due = False
         started = self.clock()
         self._next_resync = started + self.config.resync_interval
@@ -286,6 +289,6 @@ class Daemon:
             passes=self.passes,
             guests=self.supervisors.rows() + self._others,
             problems=problem_lines(self.conf.snapshot.problems if self.conf.snapshot else ()),
-            host_errors=self._host_errors,
+            host_errors=self._host_errors + self._watcher.notes,
         )
         self.publisher.publish(status)

@@ -1,7 +1,10 @@
 """Host facts: parsers of FreeBSD tool output into one `HostFacts` snapshot.
 
-Pure: every parser takes the text a command printed and returns frozen values; running the
+Pure: every parser takes what a command printed and returns frozen values; running the
 commands is the driver's job (host/freebsd.py). Formats follow reference/freebsd-bhyve.md §4.
+Host output is bytes (§8.11: an interface description may hold any): every parser accepts
+bytes, or text, and never fails on bytes that are not UTF-8; they reach values escaped
+(`\\xff`), so status and logs stay UTF-8.
 """
 
 from __future__ import annotations
@@ -12,6 +15,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 InterfaceKind = Literal["tap", "bridge", "other"]
+Output = bytes | str  # what a command printed: bytes from the Runner, text in tests
+
+
+def host_text(data: Output) -> str:
+    """Host output as text: bytes that are not UTF-8 become backslash escapes, never an error."""
+    return data if isinstance(data, str) else data.decode("utf-8", "backslashreplace")
+
+
+def _lines(output: Output) -> list[str]:
+    # Only "\n" ends a line, as for the C tools that print it: str.splitlines() would also end
+    # one at U+2028 or U+0085 inside a description, and the rest could read as an interface.
+    return host_text(output).split("\n")
 
 
 @dataclass(frozen=True)
@@ -87,14 +102,14 @@ _KLD_FILE_ROW = re.compile(r"^\s*\d+\s+\d+\s+0x[0-9a-fA-F]+\s+\S+\s+(\S+)(?:\s+\
 _KLD_MODULE_ROW = re.compile(r"^\s*\d+\s+(?:\d+\s+)?(\S+)(?:\s+\(.*\))?\s*$")
 
 
-def parse_kldstat(text: str) -> frozenset[str]:
+def parse_kldstat(output: Output) -> frozenset[str]:
     """Kernel modules present, from `kldstat -v` (modules, compiled-in ones included) or
     plain `kldstat` (file names: `vmm.ko` -> `vmm`; the kernel file itself is not a module).
     `kldstat -m NAME` output (`Id  Refs Name` then ` 17    1 vmm`) parses too."""
     file_names: set[str] = set()
     module_names: set[str] = set()
     verbose = False
-    for line in text.splitlines():
+    for line in _lines(output):
         stripped = line.strip()
         if not stripped or stripped.startswith("Id ") or stripped == "Contains modules:":
             verbose = verbose or stripped == "Contains modules:"
@@ -129,10 +144,10 @@ def _interface_kind(name: str, groups: tuple[str, ...]) -> InterfaceKind:
     return "other"
 
 
-def parse_ifconfig(text: str) -> dict[str, Interface]:
+def parse_ifconfig(output: Output) -> dict[str, Interface]:
     """Every interface in `ifconfig -a` (or `ifconfig NAME`) output, in the order printed."""
     blocks: list[tuple[str, int, list[str]]] = []
-    for line in text.splitlines():
+    for line in _lines(output):
         header = _IF_HEADER.match(line)
         if header:
             blocks.append((header.group(1), int(header.group(2), 16), []))
@@ -169,10 +184,10 @@ def parse_ifconfig(text: str) -> dict[str, Interface]:
 _SYSCTL_LINE = re.compile(r"^([A-Za-z0-9_%-]+(?:\.[A-Za-z0-9_%-]+)+): (.*)$")
 
 
-def parse_sysctl(text: str) -> dict[str, str]:
+def parse_sysctl(output: Output) -> dict[str, str]:
     """`name: value` lines; after a write (`name: 0 -> 1`) the value is the new one."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(output):
         match = _SYSCTL_LINE.match(line)
         if match is None:
             continue
@@ -182,14 +197,14 @@ def parse_sysctl(text: str) -> dict[str, str]:
     return values
 
 
-def parse_zfs_volumes(text: str) -> dict[str, int]:
+def parse_zfs_volumes(output: Output) -> dict[str, int]:
     """`zfs list -H -p -t volume -o name,volsize`: volume name -> volsize in bytes.
 
     Raises ValueError on a size that is not a plain byte count (output made without -p),
     rather than guess: a volume dropped here would look missing to the planner.
     """
     volumes: dict[str, int] = {}
-    for line in text.splitlines():
+    for line in _lines(output):
         if not line.strip():
             continue
         name, _, size = line.partition("\t")
@@ -202,8 +217,52 @@ def parse_zfs_volumes(text: str) -> dict[str, int]:
     return volumes
 
 
-def parse_zfs_snapshots(text: str) -> dict[str, int]:
+def parse_zfs_snapshots(text: Output) -> dict[str, int]:
     """`zfs list -H -p -t snapshot -o name,volsize SNAP...`: snapshot -> volsize in bytes, for
     snapshots of volumes (a filesystem's snapshot has no volsize, `-`, and is left out: it
     cannot be a disk)."""
     return parse_zfs_volumes(text)
+
+
+Program = Literal["loader", "bhyve"]
+
+# Lines a boot's program prints just before a failing exit 1, each from its source; a menu
+# `quit` or a guest power-off prints none of them (reference §8.2, §8.3). A line must start
+# with the text: a guest's console (stdio) shares the log and may mention it anywhere.
+_FAILURE_LINES: dict[Program, re.Pattern[str]] = {
+    "loader": re.compile(
+        "|".join(
+            (
+                # usr.sbin/bhyveload/bhyveload.c main(): perror(...), exit(1).
+                r"(?:vm_create|vm_open|vm_reinit|vm_setup_memory): ",
+                r"bhyveload: ",  # errx()
+                r"usage: bhyveload ",  # usage(), exit(1)
+                # grub2-bhyve grub-core/kern/emu/main.c main(), each then exit(1), and
+                # bhyve_hostif.c grub_emu_bhyve_init(), before the first.
+                r"Error in initializing VM$",
+                r"Error in parsing command line arguments$",
+                r"Required VM name parameter not supplied$",
+                r"Could not (?:create|reinit) VM ",
+                r"Could not setup memory for VM$",
+                r"grub-bhyve: error: ",  # grub_util_error(), exit(1)
+            )
+        )
+    ),
+    "bhyve": re.compile(
+        # bhyverun.c vm_loop() (14.x amd64/bhyverun_machdep.c): VM_RUN failed, then
+        # fbsdrun_start_thread() exit(1); usage(1) for a bad command line.
+        r"vm_run error -?\d+, errno \d+$|Usage: bhyve "
+    ),
+}
+_MAX_FAILURE_LINES = 3
+
+
+def boot_failure(output: Output, program: Program) -> str | None:
+    """The line(s) `program` printed in a boot's output that say it failed rather than
+    stopped (the last few, joined by "; "); None when it printed none."""
+    found = [
+        line
+        for line in (raw.rstrip("\r") for raw in _lines(output))
+        if _FAILURE_LINES[program].match(line)
+    ]
+    return "; ".join(found[-_MAX_FAILURE_LINES:]) if found else None

@@ -11,6 +11,7 @@ import signal
 from dataclasses import dataclass
 
 from reconciler.errors import ReconcilerError
+from reconciler.facts import boot_failure
 from reconciler.guestops import BootRecord, GuestOps, Logger
 from reconciler.guestphase import (
     AfterStop,
@@ -22,7 +23,7 @@ from reconciler.guestphase import (
     StopStep,
     Term,
 )
-from reconciler.policy import ExitStatus
+from reconciler.policy import ExitContext, ExitStatus
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,21 @@ def look(ops: GuestOps, boot: Live, *, steady: bool) -> Look:
         rec = ops.record()  # the shim may have written its exit as it ended
     # Without an exit line the shim itself was killed.
     return Ended(rec.exit or ExitStatus(code=None, signal=None), rec)
+
+
+def in_context(ops: GuestOps, exit: ExitStatus, *, stop_requested: bool, now: bool) -> ExitStatus:
+    """`exit` with what a status 1 is judged by (policy.ExitContext): whether we asked for the
+    stop, whether the VM still exists (only when the exit is seen as it happens, `now`: an old
+    record's VM may have been destroyed since), and what the program printed that says it
+    failed. Other statuses mean one thing and cost no look."""
+    if exit.code != 1:
+        return exit
+    try:
+        printed = boot_failure(ops.boot_output(), exit.phase)
+    except OSError:
+        printed = None
+    vm = ops.vm_exists() if now else None
+    return exit.with_context(ExitContext(stop_requested, vm, printed))
 
 
 def live_pid(ops: GuestOps, pid: int | None) -> int | None:

@@ -75,6 +75,11 @@ class GuestOps(Protocol):
 
     def vm_exists(self) -> bool: ...
 
+    def boot_output(self) -> bytes:
+        """What the last boot's loader and bhyve printed (its part of the boot's log, the end
+        of it when long): what an exit is judged by."""
+        ...
+
     def destroy(self) -> None:
         """`bhyvectl --vm=NAME --destroy`; raises `HostCommandError`."""
         ...

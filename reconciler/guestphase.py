@@ -146,7 +146,8 @@ def describe_exit(exit: ExitStatus) -> str:
         return f"{exit.phase} killed by signal {exit.signal} ({exit.meaning})"
     if exit.code is None:
         return "boot ended without a record (its shim was killed)"
-    return f"{exit.phase} exited with status {exit.code} ({exit.meaning})"
+    why = f": {exit.reason}" if exit.reason is not None else ""
+    return f"{exit.phase} exited with status {exit.code} ({exit.meaning}){why}"
 
 
 def status_row(

@@ -6,8 +6,9 @@ which guests' starts wait for a fact that was not observed. It never runs, reads
 anything, so a dry run is free and every case is a table of values (tests/plan/).
 
 The plan is made in phases, each a pure function of what it needs, concatenated in this order:
-  1. host        kldload vmm (+ nmdm for null-modem consoles), net.link.tap.up_on_open=1: the
-                 Handbook's preparation, which every boot needs.
+  1. host        kldload vmm, and nmdm, if_bridge, if_tuntap when guests need them and the
+                 kernel lacks them (as vm-bhyve's `vm init`); net.link.tap.up_on_open=1 for
+                 taps: the Handbook's preparation.
   2. bridges     the config's uplink bridges, then each bridge a NIC names: `addm` needs them.
   3. taps        every NIC's tap, from the pass's one allocation (`allocate_taps`).
   4. membership  a tap the ledger put in another bridge leaves it first (a tap is in one
@@ -259,7 +260,7 @@ def plan_actions(
     busy = ctx.running - ctx.rebooting
     disks = disks_phase(guests, facts, guests_dir=ctx.guests_dir, running=busy)
     steps = [
-        *host_phase(guests, facts),
+        *host_phase(guests, facts, ctx.uplinks),
         *network_phases(guests, facts.interfaces, ledger, ctx.uplinks, taps),
         *disks.steps,
     ]
@@ -290,19 +291,47 @@ def _boot_order(guest: GuestSpec) -> tuple[int, str]:
 # -- 1. host ------------------------------------------------------------------------------------
 
 
-def host_phase(guests: Sequence[GuestSpec], facts: HostFacts) -> list[Step]:
-    """vmm for every guest, nmdm for null-modem consoles, and taps that come up on open."""
+# Kernel modules and the names that show each present: if_tuntap was if_tap before 13.0, and
+# GENERIC has it compiled in (kldstat -v lists its modules); if_bridge and nmdm are modules.
+_MODULES_PRESENT_AS: dict[str, frozenset[str]] = {
+    "vmm": frozenset({"vmm"}),
+    "if_tuntap": frozenset({"if_tuntap", "if_tap"}),
+    "if_bridge": frozenset({"if_bridge"}),
+    "nmdm": frozenset({"nmdm"}),
+}
+
+
+def host_phase(
+    guests: Sequence[GuestSpec], facts: HostFacts, uplinks: Mapping[str, tuple[str, ...]]
+) -> list[Step]:
+    """The kernel modules guests need and the kernel lacks, as vm-bhyve's `vm init` loads them
+    (vmm; if_tuntap for taps; if_bridge for bridges, the config's uplink bridges too; nmdm for
+    null-modem consoles), then taps that come up on open. The sysctl exists only once if_tuntap
+    is in the kernel (reference §8.7): it waits for that load, and is set only for taps."""
     everyone = tuple(g.name for g in guests)
+    tapped = tuple(g.name for g in guests if g.nics)
+    bridged = tuple(sorted({n for users in bridge_users(guests, uplinks).values() for n in users}))
+    wanted = {  # vm-bhyve's order (lib/vm-util util::setup, after vmm)
+        "vmm": everyone,
+        "nmdm": tuple(g.name for g in guests if g.uses_nmdm),
+        "if_bridge": bridged,
+        "if_tuntap": tapped,
+    }
+    # vmm is loaded even for no guest (the Handbook's first step); an uplink bridge is wanted
+    # by the config itself.
+    needed = [m for m, by in wanted.items() if by or m == "vmm" or (m == "if_bridge" and uplinks)]
     steps: list[Step] = []
+    loading: set[str] = set()
     if facts.modules is not None:
-        nmdm = tuple(g.name for g in guests if g.uses_nmdm)
-        wanted = {"vmm": everyone, **({"nmdm": nmdm} if nmdm else {})}
-        steps += [
-            Step(LoadModule(module=m), by) for m, by in wanted.items() if m not in facts.modules
-        ]
+        for module in needed:
+            if not _MODULES_PRESENT_AS[module] & facts.modules:
+                steps.append(Step(LoadModule(module=module), wanted[module]))
+                loading.add(module)
     current = facts.sysctls.get(UP_ON_OPEN)
-    if current != "1":
-        steps.append(Step(SetSysctl(name=UP_ON_OPEN, value="1", current=current), everyone))
+    if tapped and current != "1":
+        after = (LoadModule.key_of("if_tuntap"),) if "if_tuntap" in loading else ()
+        sysctl = SetSysctl(name=UP_ON_OPEN, value="1", current=current, requires=after)
+        steps.append(Step(sysctl, tapped))
     return steps
 
 

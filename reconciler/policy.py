@@ -12,6 +12,17 @@ The table (DESIGN.md "Guest lifecycle", vmrun.sh semantics):
     loader 1 (`quit`) / 2 (`reboot`)  loader-*        stay-off          boot          stay-off
     bhyve 3, 4, other, a signal,      triple-fault,   backoff           backoff       give-up
     any other loader failure, lost    error, ...
+    bhyve 1 / loader 1 that failed    vm-destroyed,   backoff           backoff       give-up
+    (see below)                       error, loader-error
+
+Status 1 means two things (reference §8.2, §8.3): bhyve exits 1 for a guest power-off and, on
+13.x/14.x, when `vm_run` fails (its VM destroyed under it) or on a usage error; a loader exits 1
+for a menu `quit` and when it cannot create or set up the VM. The supervisor gathers an
+`ExitContext` (was a stop requested, does /dev/vmm/NAME still exist right after the exit, what
+the program printed that says it failed) and the status is read with it: a stop we asked for is
+a stop; a VM gone right after bhyve exited was destroyed under it (we never pass -D, which would
+destroy it on power-off); a failure line printed by the program is a failure; else 1 is the
+guest's own power-off or quit.
 
 A guest's own reboot is never a failure, so it reboots whatever `restart` says (vmrun.sh loops
 on it too). `never` means a failed guest is left off in state `error` (VM destroyed, the exit in
@@ -23,7 +34,7 @@ exits immediately cannot spin the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from reconciler.settings import Backoff
@@ -40,6 +51,7 @@ Meaning = Literal[
     "loader-quit",
     "loader-reboot",
     "loader-error",
+    "vm-destroyed",
     "unknown",
 ]
 Action = Literal["reboot", "stay-off", "boot", "backoff", "give-up"]
@@ -55,8 +67,26 @@ _CLEAN_STOPS: frozenset[Meaning] = frozenset({"poweroff", "halt", "loader-quit",
 
 
 @dataclass(frozen=True)
+class ExitContext:
+    """What else was seen when a boot ended, for the statuses that mean two things.
+
+    `vm_exists`: whether /dev/vmm/NAME existed right after the exit; None when not looked at
+    then (an exit found in an old record: the VM may have been destroyed since). `printed`: the
+    line(s) the program printed that say it failed (`facts.boot_failure`), None when none did.
+    """
+
+    stop_requested: bool = False
+    vm_exists: bool | None = None
+    printed: str | None = None
+
+
+NO_CONTEXT = ExitContext()
+
+
+@dataclass(frozen=True)
 class ExitStatus:
-    """How one boot ended: `code` (exit status) or `signal` (killed by it), in which phase.
+    """How one boot ended: `code` (exit status) or `signal` (killed by it), in which phase, and
+    the context it ended in (read by `meaning` for a status 1).
 
     Both None means the boot ended without a record (its shim was killed): an error.
     """
@@ -64,6 +94,7 @@ class ExitStatus:
     code: int | None
     signal: int | None = None
     phase: Phase = "bhyve"
+    context: ExitContext = NO_CONTEXT
 
     @classmethod
     def from_shell(cls, phase: Phase, status: int) -> ExitStatus:
@@ -71,6 +102,9 @@ class ExitStatus:
         if _SIGNAL_BASE < status <= _SIGNAL_BASE + _MAX_SIGNAL:
             return cls(code=None, signal=status - _SIGNAL_BASE, phase=phase)
         return cls(code=status, signal=None, phase=phase)
+
+    def with_context(self, context: ExitContext) -> ExitStatus:
+        return replace(self, context=context)
 
     @property
     def shell_status(self) -> int | None:
@@ -85,10 +119,30 @@ class ExitStatus:
             return "signal"
         if self.code is None:
             return "unknown"
+        ctx = self.context
+        ambiguous = self.code == 1 and not ctx.stop_requested
         if self.phase == "loader":
+            if ambiguous and ctx.printed is not None:
+                return "loader-error"
             # Loader status 0 is never recorded (bhyve runs next); seeing it means a broken record.
             return _LOADER_MEANINGS.get(self.code, "loader-error")
+        if ambiguous and ctx.vm_exists is False:
+            return "vm-destroyed"
+        if ambiguous and ctx.printed is not None:
+            return "error"
         return _BHYVE_MEANINGS.get(self.code, "error")
+
+    @property
+    def reason(self) -> str | None:
+        """Why a status 1 reads as a failure, for a person; None when it does not."""
+        meaning = self.meaning
+        printed = self.context.printed
+        if meaning == "vm-destroyed":
+            said = f"; bhyve said: {printed}" if printed is not None else ""
+            return f"its VM was destroyed under it{said}"
+        if self.code == 1 and meaning in ("error", "loader-error"):
+            return printed
+        return None
 
 
 @dataclass(frozen=True)

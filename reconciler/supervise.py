@@ -275,7 +275,7 @@ class GuestSupervisor(BootCycle):
             self._restore(rec.outcome, rec.exit, now)
         elif rec.exit is not None or rec.shim_pid is not None:
             # Ended while no daemon ran; without an exit line the shim itself was killed.
-            self._ended(rec.exit or ExitStatus(code=None, signal=None), now, rec)
+            self._ended(rec.exit or ExitStatus(code=None, signal=None), now, rec, seen_now=False)
 
     def _adopt_live(self, rec: BootRecord, now: float, pid: int) -> None:
         started = now - (rec.bhyve_age or 0.0)

@@ -42,7 +42,7 @@ from typing import Literal
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
 from reconciler.errors import DaemonError
@@ -51,6 +51,7 @@ from reconciler.guestfile import is_spec_file_name as is_conf_file
 log = structlog.get_logger(__name__)
 
 Backend = Literal["native", "polling"]
+KQUEUE_WAKE = 10.0  # seconds an idle kqueue emitter waits before it re-reads the directory
 
 
 class Debouncer:
@@ -143,7 +144,17 @@ def _make_observer(backend: Backend, poll_interval: float) -> tuple[BaseObserver
         return InotifyObserver(generate_full_events=True), True
     from watchdog.observers import Observer
 
-    return Observer(), False
+    # kqueue, on every FreeBSD release (reference §8.6): its emitter re-reads the watched
+    # directory each time kevent() returns, an event or its timeout (watchdog's default: every
+    # second, a stat per file even on an idle host). A change still wakes it at once; the
+    # timeout only bounds how long the emitter thread takes to end after stop().
+    return Observer(timeout=KQUEUE_WAKE), False
+
+
+def _stop_observer(observer: BaseObserver) -> None:
+    observer.stop()
+    if observer.is_alive():
+        observer.join()
 
 
 class _Handler(FileSystemEventHandler):
@@ -190,6 +201,7 @@ class ConfWatcher:
         self._observer: BaseObserver | None = None
         self._close_events = False
         self._thread: threading.Thread | None = None
+        self._failure: str | None = None
 
     def start(self) -> None:
         if self._observer is not None:
@@ -202,6 +214,8 @@ class ConfWatcher:
         observer, self._close_events = _make_observer(self._backend, self._poll_interval)
         try:
             observer.schedule(_Handler(self._on_event), str(self._root), recursive=self._recursive)
+            for emitter in observer.emitters:
+                self._guard(emitter)
             observer.start()
         except OSError as exc:
             # inotify watch limits (ENOSPC) and permissions land here.
@@ -219,29 +233,69 @@ class ConfWatcher:
         )
 
     def stop(self) -> None:
-        """Stops watching; idempotent. Returns once no further `notify` call can start."""
+        """Stops watching; idempotent. Returns once no further `notify` call can start.
+
+        The observer is stopped on a thread of its own: kqueue's emitter holds its lock for
+        the whole kevent() wait (up to KQUEUE_WAKE when idle) and stopping it waits for that
+        lock, which neither a daemon's exit nor a new watch of the same path should."""
         with self._cond:
+            already = self._stopping
             self._stopping = True
             self._cond.notify_all()
-        if self._observer is not None:
-            self._observer.stop()
-            if self._observer.is_alive():
-                self._observer.join()
+        observer = self._observer
+        if observer is not None and not already:
+            threading.Thread(
+                target=_stop_observer, args=(observer,), name="watch-stop", daemon=True
+            ).start()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
     def is_alive(self) -> bool:
-        """False once stopped, or once the watched directory was removed, renamed or replaced
-        (a fresh checkout swapped in): the caller then starts a new watcher on the path.
+        """False once stopped, once the watched directory was removed, renamed or replaced
+        (a fresh checkout swapped in), or once its emitter thread died (`failure` says why):
+        the caller then starts a new watcher on the path.
         """
-        if self._observer is None or self._thread is None:
+        observer = self._observer
+        if observer is None or self._thread is None:
             return False
         with self._cond:
-            if self._gone or self._stopping:
+            if self._gone or self._stopping or self._failure is not None:
                 return False
         if _identity(self.directory) != self._identity:
             return False
-        return self._observer.is_alive() and self._thread.is_alive()
+        # The observer's thread only dispatches: the emitters read the kernel, and one that
+        # raised is gone while the observer runs on.
+        emitters = observer.emitters
+        return (
+            bool(emitters)
+            and all(e.is_alive() for e in emitters)
+            and observer.is_alive()
+            and self._thread.is_alive()
+        )
+
+    @property
+    def failure(self) -> str | None:
+        """Why the emitter thread died, once it did: the error it raised."""
+        with self._cond:
+            return self._failure
+
+    def _guard(self, emitter: EventEmitter) -> None:
+        """Catch what ends an emitter's thread (kqueue's EMFILE when it cannot open a
+        descriptor for a new file, any unexpected OSError): note it, log it, and end the
+        thread quietly; `is_alive()` then says False."""
+        read = emitter.queue_events
+
+        def queue_events(timeout: float) -> None:
+            try:
+                read(timeout)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                with self._cond:
+                    self._failure = error
+                log.error("watch.emitter_died", dir=str(self.directory), error=error)
+                emitter.stop()
+
+        setattr(emitter, "queue_events", queue_events)  # noqa: B010 (an instance's method)
 
     def __enter__(self) -> ConfWatcher:
         self.start()
@@ -310,9 +364,10 @@ class ConfWatcher:
 
 class KeptWatcher:
     """A `ConfWatcher` on a directory that may be removed, renamed or swapped (a symlink to a
-    new checkout): `keep()` watches anew whenever the current watcher died. Until the directory
-    can be watched, the caller's periodic resync is the only way its changes are seen; the
-    failure is logged each time `keep()` tries."""
+    new checkout), or whose watch may die (kqueue's EMFILE, any OSError in its emitter).
+    `keep()`, at every wake-up, watches anew whenever the current watcher died; a lost watch is
+    said loudly (the log, and `notes` for status) and asks for a pass, which re-reads the
+    directory as the resync would; while no watch can be made, every wake-up asks for one."""
 
     def __init__(
         self,
@@ -327,27 +382,52 @@ class KeptWatcher:
         self._quiet = quiet
         self._max_wait = max_wait
         self._watcher: ConfWatcher | None = None
+        self._note: str | None = None
 
     @property
     def watching(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
 
-    def keep(self) -> None:
-        if self._watcher is not None:
-            if self._watcher.is_alive():
-                return
-            self._watcher.stop()
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """A status line while file events may have been missed."""
+        return (self._note,) if self._note else ()
+
+    def keep(self) -> bool:
+        """Watch anew if the watch died; True when a pass should re-read the directory."""
+        watcher = self._watcher
+        if watcher is not None and watcher.is_alive():
+            return False
+        where = str(self.directory)
+        lost = None
+        replaced = watcher is not None or self._note is not None
+        if watcher is not None:
+            lost = watcher.failure
+            watcher.stop()
             self._watcher = None
+            if lost is not None:
+                log.error("watch.lost", dir=where, error=lost)
         watcher = ConfWatcher(
             self.directory, self._notify, quiet=self._quiet, max_wait=self._max_wait
         )
         try:
             watcher.start()
         except DaemonError as exc:
-            log.error("watch.failed", dir=str(self.directory), error=str(exc))
-            return
+            note = f"watch: {where}: not watched ({exc}); re-read at every wake-up"
+            retry = lost is not None or self._note is not None
+            if note != self._note:
+                log.error("watch.failed", dir=where, error=str(exc))
+            self._note = note
+            return retry
         self._watcher = watcher
-        log.info("watch.started", dir=str(self.directory))
+        log.info("watch.restarted" if replaced else "watch.started", dir=where)
+        self._note = f"watch: {where}: file events lost ({lost}); watching again" if lost else None
+        return lost is not None
+
+    def settle(self) -> None:
+        """The watch has lasted a resync interval: the note of a lost one has been seen."""
+        if self.watching:
+            self._note = None
 
     def stop(self) -> None:
         if self._watcher is not None:

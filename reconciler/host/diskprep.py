@@ -21,7 +21,7 @@ from pathlib import Path
 from reconciler.errors import HostCommandError
 from reconciler.facts import ImageFile, Observation, parse_zfs_snapshots
 from reconciler.host.files import write_atomic
-from reconciler.host.runner import Runner
+from reconciler.host.runner import Runner, command_error
 from reconciler.host.sparse import CopyError, TargetExists, copy_sparse, stale_temporaries
 from reconciler.imageactions import BuildSeed, CopyImage, GrowDisk
 from reconciler.images import HEAD_SIZE, TAIL_SIZE, detect_image, image_problem
@@ -38,9 +38,9 @@ def observe_snapshots(runner: Runner, names: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(names))
     argv = ("zfs", "list", "-H", "-p", "-t", "snapshot", "-o", "name,volsize", *wanted)
     result = runner.run(argv)
-    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in result.error_text.splitlines() if line.strip()]
     if not result.ok and (not errors or any(_NO_DATASET not in line for line in errors)):
-        raise HostCommandError(argv, result.status, result.stderr)
+        raise command_error(result)
     return parse_zfs_snapshots(result.stdout)
 
 
@@ -182,7 +182,7 @@ def build_seed(runner: Runner, action: BuildSeed) -> bool:
     if not result.ok:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
-        raise HostCommandError(action.argv, result.status, result.stderr)
+        raise command_error(result)
     os.chmod(staging, 0o600)  # it holds the user-data
     os.replace(staging, action.path)
     write_atomic(Path(action.stamp), action.instance_id + "\n")

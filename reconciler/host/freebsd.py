@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
+
+import structlog
 
 from reconciler.actions import (
     Action,
@@ -52,7 +55,7 @@ from reconciler.host.diskprep import (
     read_seed_ids,
     sweep_temporaries,
 )
-from reconciler.host.runner import Result, Runner
+from reconciler.host.runner import Result, Runner, command_error
 from reconciler.imageactions import BuildSeed, CloneZvol, CopyImage, GrowDisk
 from reconciler.ledger import Ledger
 from reconciler.plan import UP_ON_OPEN
@@ -64,15 +67,22 @@ OBSERVE_IFCONFIG = ("ifconfig", "-a")
 OBSERVE_ZFS = ("zfs", "list", "-H", "-p", "-t", "volume", "-o", "name,volsize")
 
 # FreeBSD's answers that mean "already so": the goal holds, and this pass changed nothing.
-_ALREADY: dict[type[Action], str] = {
-    LoadModule: "module already loaded or in kernel",
-    CreateInterface: "SIOCIFCREATE2: File exists",
-    AddMember: "File exists",  # ifconfig: BRDGADD tap0: File exists
-    RemoveMember: "No such file or directory",  # ifconfig: BRDGDEL tap0: No such file ...
-    DestroyInterface: "does not exist",
-    CreateZvol: "dataset already exists",
-    CloneZvol: "dataset already exists",
-    DestroyVM: "No such file or directory",  # vm_open: NAME could not be opened: ...
+_ALREADY: dict[type[Action], tuple[str, ...]] = {
+    LoadModule: ("module already loaded or in kernel",),
+    CreateInterface: (
+        # sbin/ifconfig/ifconfig.c main() (13.x, 14.x, 15): the name exists before any ioctl.
+        "already exists",  # ifconfig: interface tap0 already exists
+        # ifclone.c ifclonecreate(): err(1, "SIOCIFCREATE2") when the ioctl itself meets
+        # EEXIST, the name created between main()'s look-up and the ioctl; older releases
+        # printed this for every existing name.
+        "SIOCIFCREATE2: File exists",
+    ),
+    AddMember: ("File exists",),  # ifconfig: BRDGADD tap0: File exists
+    RemoveMember: ("No such file or directory",),  # ifconfig: BRDGDEL tap0: No such file ...
+    DestroyInterface: ("does not exist",),
+    CreateZvol: ("dataset already exists",),
+    CloneZvol: ("dataset already exists",),
+    DestroyVM: ("No such file or directory",),  # vm_open: NAME could not be opened: ...
 }
 
 
@@ -85,21 +95,38 @@ class ActionDeferred(ReconcilerError):
 
 
 _T = TypeVar("_T")
+_NODE_POLL = 0.05  # seconds between looks for a new zvol's device node
+
+log = structlog.get_logger("reconciler.host")
 
 
 class FreeBSDHost:
+    """`zvol_node_wait`: how long `apply` waits for a new zvol's /dev/zvol node, which GEOM
+    and devfs make asynchronously after `zfs create` returns (reference §8); `sleep` and
+    `clock` time that wait."""
+
     def __init__(
-        self, runner: Runner, *, root: Path = Path("/"), vmm_dir: Path = Path("/dev/vmm")
+        self,
+        runner: Runner,
+        *,
+        root: Path = Path("/"),
+        vmm_dir: Path = Path("/dev/vmm"),
+        zvol_node_wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runner = runner
         self.root = root
         self.vmm_dir = vmm_dir
+        self.zvol_node_wait = zvol_node_wait
+        self._sleep = sleep
+        self._clock = clock
         self._root_prefix = str(root).rstrip("/")
         self._disk_cache: dict[str, DiskFile] = {}
         self._images = ImageProbe()
         # The daemon's background copies; None: `apply` copies while it waits.
         self.copier: ImageCopier | None = None
-        self._parse_cache: dict[Callable[[str], object], tuple[str, object]] = {}
+        self._parse_cache: dict[Callable[[bytes], object], tuple[bytes, object]] = {}
 
     def host_path(self, path: str | Path) -> Path:
         """Where a host path (a disk, an ISO, /dev/vmm) is for this process."""
@@ -205,15 +232,15 @@ class FreeBSDHost:
     def observe_interfaces(self) -> dict[str, Interface]:
         return self._parsed(parse_ifconfig, self._must(OBSERVE_IFCONFIG).stdout)
 
-    def _parsed(self, parser: Callable[[str], _T], text: str) -> _T:
-        """`parser(text)`, reusing the last result while a command prints the same text: on
+    def _parsed(self, parser: Callable[[bytes], _T], output: bytes) -> _T:
+        """`parser(output)`, reusing the last result while a command prints the same bytes: on
         a quiet host `ifconfig -a` says the same thing pass after pass, and parsing a
         thousand taps' worth of it is most of a pass. Results are never mutated."""
         last = self._parse_cache.get(parser)
-        if last is not None and last[0] == text:
+        if last is not None and last[0] == output:
             return cast(_T, last[1])
-        result = parser(text)
-        self._parse_cache[parser] = (text, result)
+        result = parser(output)
+        self._parse_cache[parser] = (output, result)
         return result
 
     def list_vms(self) -> frozenset[str]:
@@ -245,7 +272,7 @@ class FreeBSDHost:
     def _must(self, argv: tuple[str, ...]) -> Result:
         result = self.runner.run(argv)
         if not result.ok:
-            raise HostCommandError(argv, result.status, result.stderr)
+            raise command_error(result)
         return result
 
     # -- applying --------------------------------------------------------------------------
@@ -269,16 +296,47 @@ class FreeBSDHost:
                     self.copier.cancel(action.what)
                 sweep_temporaries(self.host_path(action.what))  # a crashed copy's, never a disk
             return True
+        if isinstance(action, CreateZvol):
+            return self._create_zvol(action)
+        return self._run_action(action)
+
+    def _run_action(self, action: Action) -> bool:
         argv = action.argv
         if argv is None:
             raise ValueError(f"{type(action).__name__} cannot be applied by the driver")
         result = self.runner.run(argv)
         if result.ok:
             return True
-        marker = _ALREADY.get(type(action))
-        if marker is not None and marker in result.stderr:
+        said = result.error_text
+        if any(marker in said for marker in _ALREADY.get(type(action), ())):
             return False
-        raise HostCommandError(argv, result.status, result.stderr)
+        raise command_error(result)
+
+    def _create_zvol(self, action: CreateZvol) -> bool:
+        """Parents with `zfs create -p`, then the volume without -p, so an existing volume
+        answers "dataset already exists" and is not taken for ours (reference §8.4); then a
+        bounded wait for its device node, so its first boot finds the disk."""
+        parents = action.parents_argv
+        if parents is not None:
+            self._must(parents)
+        if not self._run_action(action):
+            return False
+        node = self.host_path(f"/dev/zvol/{action.zvol}")
+        start = self._clock()
+        while not node.exists():
+            waited = self._clock() - start
+            if waited >= self.zvol_node_wait:
+                # Created all the same: the ledger owns it; a boot that finds no disk yet is
+                # retried with the crash backoff.
+                log.warning(
+                    "host.zvol_node_missing",
+                    zvol=action.zvol,
+                    node=f"/dev/zvol/{action.zvol}",
+                    waited=waited,
+                )
+                break
+            self._sleep(min(_NODE_POLL, self.zvol_node_wait - waited))
+        return True
 
     def _copy_image(self, action: CopyImage) -> bool:
         source, target = self.host_path(action.source), self.host_path(action.path)

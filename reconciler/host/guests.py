@@ -1,10 +1,10 @@
 """The real `GuestOps`: one guest's boot shim, its records in `run_dir`, signals and bhyvectl.
 
-Owns `run_dir/guests/NAME/` (the shim's pid and exit records, the supervisor's outcome note, the
-boot's output in `boot.log`) and the shim processes this daemon started, which it reaps so no
-zombies pile up. A pid read from a record is trusted only once the process listing shows it is
-this guest's shim, loader or bhyve. Commands go through the `Runner`; it decides nothing: that
-is the supervisor's.
+Owns `run_dir/guests/NAME/` (the shim's pid and exit records, the supervisor's outcome note,
+the boots' output in `boot.log` and where the last boot's part of it begins) and the shim
+processes this daemon started, which it reaps so no zombies pile up. A pid read from a record
+is trusted only once the process listing shows it is this guest's shim, loader or bhyve.
+Commands go through the `Runner`; it decides nothing: that is the supervisor's.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from reconciler.accepted import Accepted, parse, render
-from reconciler.errors import HostCommandError
 from reconciler.host.files import write_atomic
-from reconciler.host.runner import Runner
+from reconciler.host.runner import Runner, command_error
 from reconciler.policy import ExitStatus
 from reconciler.processes import PS_ARGV, ProcessTable, parse_ps
 from reconciler.spec import GuestSpec
@@ -31,6 +30,8 @@ from reconciler.supervise import BootPlan, BootRecord
 GUESTS_SUBDIR = "guests"
 BOOT_LOG = "boot.log"
 BOOTED = "booted.toml"
+BOOT_LOG_START = "boot.log.start"  # where the last boot's output begins in boot.log
+BOOT_OUTPUT_LIMIT = 64 * 1024  # what is read of a boot's output: its failure lines are last
 _RECORDS = ("shim.pid", "loader.pid", "bhyve.pid", "exit", "outcome")
 
 
@@ -55,7 +56,7 @@ def recorded_guests(run_dir: Path) -> list[str]:
 def list_processes(runner: Runner) -> ProcessTable:
     """The host's processes, from one `ps`; an empty table when ps fails (nothing is trusted)."""
     result = runner.run(PS_ARGV)
-    return parse_ps(result.stdout.encode("utf-8", "surrogateescape") if result.ok else b"")
+    return parse_ps(result.stdout if result.ok else b"")
 
 
 def boot_is_live(rec: BootRecord, alive: Callable[[int], bool]) -> bool:
@@ -130,6 +131,11 @@ class ShimGuestOps:
             write_atomic(Path(path), content)
         for record in _RECORDS:
             (self.dir / record).unlink(missing_ok=True)
+        try:
+            start = (self.dir / BOOT_LOG).stat().st_size
+        except FileNotFoundError:
+            start = 0
+        write_atomic(self.dir / BOOT_LOG_START, f"{start}\n")
         loader = boot.loader or ()
         argv = ["/bin/sh", str(self._shim), str(self.dir), str(len(loader)), *loader, *boot.bhyve]
         proc = self._runner.spawn(argv, output=self.dir / BOOT_LOG)
@@ -182,6 +188,18 @@ class ShimGuestOps:
     def vm_exists(self) -> bool:
         return (self._vmm_dir / self.name).exists()
 
+    def boot_output(self) -> bytes:
+        start = self._read_pid(BOOT_LOG_START) or 0
+        try:
+            with open(self.dir / BOOT_LOG, "rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                # A log cut shorter than the boot's start was rotated: all of it is recent.
+                begin = start if start <= size else 0
+                log.seek(max(begin, size - BOOT_OUTPUT_LIMIT))
+                return log.read(BOOT_OUTPUT_LIMIT)
+        except (FileNotFoundError, NotADirectoryError):
+            return b""
+
     def destroy(self) -> None:
         self._bhyvectl("--destroy")
 
@@ -200,7 +218,7 @@ class ShimGuestOps:
     def _bhyvectl(self, flag: str) -> None:
         result = self._runner.run(["bhyvectl", f"--vm={self.name}", flag])
         if not result.ok:
-            raise HostCommandError(result.argv, result.status, result.stderr)
+            raise command_error(result)
 
     def _reap(self) -> None:
         for pid, proc in list(self._children.items()):

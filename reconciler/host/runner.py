@@ -2,6 +2,8 @@
 
 `run(argv)` waits for a short command and returns its `Result`; `spawn(argv)` starts a long-lived
 process (a guest's boot shim) in its own session. No shell, ever, and a timeout on every wait.
+What a command prints stays bytes (an interface description may hold any bytes, reference
+§8.11): the parsers decode it, and `Result.error_text` never fails to.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from reconciler.errors import HostCommandError
+from reconciler.facts import host_text
+
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -20,12 +25,17 @@ DEFAULT_TIMEOUT = 60.0
 class Result:
     argv: tuple[str, ...]
     status: int  # exit status; 128+N when killed by signal N; 124 on timeout (as timeout(1))
-    stdout: str
-    stderr: str
+    stdout: bytes
+    stderr: bytes
 
     @property
     def ok(self) -> bool:
         return self.status == 0
+
+    @property
+    def error_text(self) -> str:
+        """stderr for a message or a marker test; bytes that are not UTF-8 are escaped."""
+        return as_text(self.stderr)
 
 
 class Runner(Protocol):
@@ -50,17 +60,16 @@ class SubprocessRunner:
             done = subprocess.run(
                 args,
                 capture_output=True,
-                text=True,
                 timeout=timeout,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            return Result(args, 124, _text(exc.stdout), _text(exc.stderr) + "timed out")
+            return Result(args, 124, _bytes(exc.stdout), _bytes(exc.stderr) + b"timed out")
         except OSError as exc:
             # A missing tool is a failed command, reported like any other (127 as in sh).
-            return Result(args, 127, "", f"{args[0]}: {exc.strerror}")
+            return Result(args, 127, b"", f"{args[0]}: {exc.strerror}".encode())
         status = done.returncode if done.returncode >= 0 else 128 - done.returncode
         return Result(args, status, done.stdout, done.stderr)
 
@@ -81,10 +90,20 @@ class SubprocessRunner:
                 out.close()
 
 
-def _text(data: str | bytes | None) -> str:
+def _bytes(data: str | bytes | None) -> bytes:
     if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode(errors="replace")
+        return b""
+    return data if isinstance(data, bytes) else data.encode()
+
+
+as_text = host_text
+
+
+def command_error(result: Result) -> HostCommandError:
+    """The error for a failed command: what it printed on stderr, else on stdout (bhyvectl
+    prints `errno = N` there, reference §8.8)."""
+    said = result.error_text if result.stderr.strip() else as_text(result.stdout)
+    return HostCommandError(result.argv, result.status, said)
 
 
 def host_env(path_prefix: Path | None = None) -> dict[str, str]:

@@ -97,6 +97,9 @@ def _publish_later(staged: str, path: str, delay: float) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # Nor the state lock `zfs create` holds (a flock goes with every copy of its
+        # descriptor): held while this child sleeps, it would stall every other tool too.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         import time
 
         time.sleep(delay)

@@ -11,6 +11,7 @@ from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig
 HANDBOOK_ARGV = [
     ["kldload", "vmm"],
     ["kldload", "nmdm"],
+    ["kldload", "if_bridge"],  # the simulated GENERIC kernel has if_tuntap built in
     ["sysctl", "net.link.tap.up_on_open=1"],
     ["ifconfig", "bridge0", "create"],
     ["ifconfig", "tap0", "create"],
@@ -45,7 +46,7 @@ def test_plan_json_lists_the_actions_with_their_argv(rig: Rig) -> None:
     assert proc.returncode == 2, proc.stderr
     actions = json.loads(proc.stdout)
     assert [a["argv"] for a in actions] == HANDBOOK_ARGV
-    assert [a["sign"] for a in actions] == ["+", "+", "~", "+", "+", "~", "~", "~", "+"]
+    assert [a["sign"] for a in actions] == ["+", "+", "+", "~", "+", "+", "~", "~", "~", "+"]
     by_argv = {tuple(a["argv"] or ()): a for a in actions}
     assert by_argv[("ifconfig", "tap0", "create")]["guest"] == "guestname"
     assert by_argv[("ifconfig", "bridge0", "addm", "igb0")]["guest"] is None  # the config's

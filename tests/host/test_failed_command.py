@@ -90,6 +90,7 @@ def test_a_failed_bridge_skips_its_dependents(rig: Rig) -> None:
         *OBSERVE,
         ["kldload", "vmm"],
         ["kldload", "nmdm"],
+        ["kldload", "if_bridge"],  # GENERIC has if_tuntap, not if_bridge
         ["sysctl", "net.link.tap.up_on_open=1"],
         ["ifconfig", "bridge0", "create"],
         ["ifconfig", "tap1", "create"],

@@ -34,7 +34,7 @@ class ScriptedRunner:
                     "ifconfig": IFCONFIG}  # fmt: skip
 
     def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> Result:
-        return Result(tuple(argv), 0, self.out[argv[0]], "")
+        return Result(tuple(argv), 0, self.out[argv[0]].encode(), b"")
 
     def spawn(self, argv: Sequence[str], *, output: Path | None = None) -> subprocess.Popen[bytes]:
         raise AssertionError("observation spawns nothing")

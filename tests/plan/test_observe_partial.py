@@ -42,8 +42,8 @@ class FailingRunner:
     def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> Result:
         self.ran.append(argv[0])
         if argv[0] == self.fail:
-            return Result(tuple(argv), 1, "", f"{argv[0]}: simulated EIO\n")
-        return Result(tuple(argv), 0, self.output[argv[0]], "")
+            return Result(tuple(argv), 1, b"", f"{argv[0]}: simulated EIO\n".encode())
+        return Result(tuple(argv), 0, self.output[argv[0]].encode(), b"")
 
     def spawn(self, argv: Sequence[str], *, output: Path | None = None) -> subprocess.Popen[bytes]:
         raise AssertionError("observation spawns nothing")

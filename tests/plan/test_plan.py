@@ -48,7 +48,7 @@ def iface(
 
 def converged_facts(**overrides: object) -> HostFacts:
     base = HostFacts(
-        modules=frozenset({"vmm", "nmdm"}),
+        modules=frozenset({"vmm", "nmdm", "if_tuntap", "if_bridge"}),
         sysctls={"net.link.tap.up_on_open": "1"},
         interfaces={
             "igb0": iface("igb0"),
@@ -84,6 +84,8 @@ def test_empty_host_gets_the_handbook_preparation_in_order() -> None:
     assert [type(a) for a in actions] == [
         LoadModule,  # vmm
         LoadModule,  # nmdm (the console is a null modem)
+        LoadModule,  # if_bridge
+        LoadModule,  # if_tuntap (the facts show a kernel without it)
         SetSysctl,
         CreateInterface,  # bridge0
         CreateInterface,  # tap0
@@ -92,17 +94,24 @@ def test_empty_host_gets_the_handbook_preparation_in_order() -> None:
         InterfaceUp,
         CreateDiskFile,
     ]
-    assert summaries(actions)[3:5] == [
+    assert [a.argv for a in actions[:4]] == [
+        ("kldload", "vmm"),
+        ("kldload", "nmdm"),
+        ("kldload", "if_bridge"),
+        ("kldload", "if_tuntap"),
+    ]
+    assert actions[4].requires == (LoadModule.key_of("if_tuntap"),)
+    assert summaries(actions)[5:7] == [
         "+ create bridge0",
         "+ create tap0 for guest guestname",
     ]
-    assert actions[5].argv == ("ifconfig", "bridge0", "addm", "igb0")
-    assert actions[6].argv == ("ifconfig", "bridge0", "addm", "tap0")
-    assert actions[6].requires == (
+    assert actions[7].argv == ("ifconfig", "bridge0", "addm", "igb0")
+    assert actions[8].argv == ("ifconfig", "bridge0", "addm", "tap0")
+    assert actions[8].requires == (
         CreateInterface.key_of("bridge0"),
         CreateInterface.key_of("tap0"),
     )
-    disk = actions[8]
+    disk = actions[10]
     assert isinstance(disk, CreateDiskFile) and disk.size == 16 * GIB and disk.size_text == "16G"
 
 
@@ -146,7 +155,10 @@ def test_converged_host_plans_nothing() -> None:
             },
             ["+ create tap0 for guest guestname", "~ add tap0 to bridge0 for guest guestname"],
         ),
-        ({"modules": frozenset({"nmdm"})}, ["+ load kernel module vmm"]),
+        (
+            {"modules": frozenset({"nmdm", "if_tuntap", "if_bridge"})},
+            ["+ load kernel module vmm"],
+        ),
     ],
 )
 def test_drift_is_repaired_and_only_drift(drift: dict[str, object], expected: list[str]) -> None:
@@ -268,9 +280,12 @@ def test_zvols_are_created_only_when_observed_missing() -> None:
     guest = replace(HANDBOOK, disks=(Disk(zvol="zroot/vm/d0", size=16 * GIB),))
     missing = converged_facts(zvols={})
     actions = plan_actions({"guestname": guest}, missing, Ledger(), UPLINK)
+    # Without -p, so an existing volume is refused, not taken for ours (reference §8.4).
     assert [a.argv for a in actions] == [
-        ("zfs", "create", "-p", "-V", "16G", "-o", "volmode=dev", "zroot/vm/d0")
+        ("zfs", "create", "-V", "16G", "-o", "volmode=dev", "zroot/vm/d0")
     ]
+    assert isinstance(actions[0], CreateZvol)
+    assert actions[0].parents_argv == ("zfs", "create", "-p", "zroot/vm")
     present = converged_facts(zvols={"zroot/vm/d0": 16 * GIB})
     assert plan_actions({"guestname": guest}, present, Ledger(), UPLINK) == []
     assert isinstance(actions[0], CreateZvol)

@@ -44,7 +44,7 @@ LEDGER = Ledger(
 )
 CTX = PlanContext(uplinks={"bridge0": ("igb0",)}, running=frozenset({"gone", "stopme"}))
 OBSERVED = HostFacts(
-    modules=frozenset(),
+    modules=frozenset({"if_tuntap", "if_bridge"}),  # GENERIC, and bridge0 exists: no vmm yet
     sysctls={"net.link.tap.up_on_open": "1"},
     interfaces={
         "igb0": Interface(name="igb0", kind="other", up=True),

@@ -3,6 +3,7 @@ starts, and which process reload and detach signal (real processes, real signals
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -231,3 +232,56 @@ def test_reload_without_a_running_service_says_so(rc: Rc, config: Path, tmp_path
     )
     assert done.returncode != 0
     assert "not running" in done.stdout
+
+
+# stop waits for the reconciler itself, whichever daemon(8) supervises it (reference §8.5).
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def under_init(
+    tmp_path: Path, config: Path, request: pytest.FixtureRequest
+) -> Iterator[Supervised]:
+    """daemon(8) (of the release `request.param` names) and the reconciler, under init."""
+    run = tmp_path / "run"
+    run.mkdir()
+    pidfile, child_pidfile = run / "bhyve_reconciler.pid", run / "bhyve_reconciler.child.pid"
+    fake = str(HERE / "fake_daemon.py")
+    mode = "bails" if request.param == "13.0-13.2" else "waits"
+    argv = [sys.executable, fake, "init", str(pidfile), str(child_pidfile), str(run), mode]
+    init = subprocess.Popen(argv)
+    try:
+        assert wait_until(child_pidfile.exists), "the stand-in daemon did not start"
+        rc_conf = (
+            'bhyve_reconciler_enable="YES"\n'
+            f'bhyve_reconciler_config="{config}"\n'
+            f'bhyve_reconciler_pidfile="{pidfile}"\n'
+            f'bhyve_reconciler_child_pidfile="{child_pidfile}"\n'
+        )
+        yield Supervised(pidfile, child_pidfile, run, rc_conf)
+    finally:
+        for path in (child_pidfile, pidfile):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
+        init.wait(timeout=10)
+
+
+@pytest.mark.parametrize("under_init", ["13.0-13.2", "13.3+"], indirect=True)
+def test_stop_returns_only_once_the_reconciler_has_exited(rc: Rc, under_init: Supervised) -> None:
+    supervisor = int(under_init.pidfile.read_text())
+    child = int(under_init.child_pidfile.read_text())
+
+    done = rc.run("stop", under_init.rc_conf)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not alive(supervisor)
+    assert not alive(child), "stop returned while the reconciler was still stopping guests"
+    assert under_init.log("supervisor") == ["SIGTERM"]
+    assert under_init.log("child") == ["SIGTERM"]  # signalled once, by daemon(8) alone

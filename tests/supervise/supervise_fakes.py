@@ -66,6 +66,7 @@ class FakeOps:
         self.booted_spec: GuestSpec | None = None
         self.foreign: set[int] = set()
         self.watched: list[int] = []
+        self.output = b""  # what this boot's programs printed (its part of boot.log)
         self._next_pid = 100
 
     # -- the test drives the boot --------------------------------------------------------
@@ -117,6 +118,7 @@ class FakeOps:
         pid = self._pid()
         self._call("spawn", boot)
         self.booted_spec = spec
+        self.output = b""
         self.rec = BootRecord(shim_pid=pid)
         self.live.add(pid)
         return pid
@@ -164,6 +166,9 @@ class FakeOps:
 
     def vm_exists(self) -> bool:
         return self.vm
+
+    def boot_output(self) -> bytes:
+        return self.output
 
     def destroy(self) -> None:
         self._call("destroy")

@@ -40,7 +40,9 @@ class RecordingRunner(SubprocessRunner):
 
     def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> Result:
         self.ran.append(tuple(argv))
-        return Result(tuple(argv), self.status, "", "" if self.status == 0 else "vm_open: failed")
+        return Result(
+            tuple(argv), self.status, b"", b"" if self.status == 0 else b"vm_open: failed"
+        )
 
 
 @pytest.fixture
