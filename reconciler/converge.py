@@ -32,10 +32,11 @@ from reconciler.bhyve import BootCommands
 from reconciler.bootgate import BootGate
 from reconciler.config import DaemonConfig
 from reconciler.errors import NotReady
+from reconciler.execute import Outcome, execute_actions
 from reconciler.facts import HostFacts
 from reconciler.host.copier import ImageCopier
 from reconciler.host.files import save_ledger
-from reconciler.host.freebsd import FreeBSDHost, Outcome, execute_actions
+from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.guests import (
     ShimGuestOps,
     boot_is_live,

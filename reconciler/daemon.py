@@ -31,13 +31,13 @@ from reconciler.host.files import load_ledger, private_dirs, reread_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.locks import SharedLocks
 from reconciler.host.procwatch import ExitWatcher, exit_watcher
+from reconciler.keptwatch import KeptWatcher
 from reconciler.ledger import Ledger
 from reconciler.publish import Publisher
 from reconciler.settings import Timings
 from reconciler.status import DaemonStatus, GuestStatus, problem_lines
 from reconciler.supervisors import Supervisors
 from reconciler.wake import ConfChanged, GuestEvent, PassWanted, SignalEvent, take
-from reconciler.watch import KeptWatcher
 
 log = structlog.get_logger("reconciler.daemon")
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from reconciler.cli.context import Context, open_host
 from reconciler.converge import Converger
 from reconciler.errors import SpecError, StateError
+from reconciler.execute import Outcome
 from reconciler.host.files import load_accepted, load_ledger
-from reconciler.host.freebsd import FreeBSDHost, Outcome
+from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
 from reconciler.plan import allocate_taps, next_boot, plan_context
 from reconciler.specdir import ConfDir, ConfSnapshot

@@ -14,8 +14,9 @@ import structlog
 
 from reconciler.actions import Forget
 from reconciler.errors import HostCommandError
+from reconciler.execute import execute_actions
 from reconciler.host.copier import ImageCopier
-from reconciler.host.freebsd import FreeBSDHost, execute_actions
+from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result
 from reconciler.imageactions import BuildSeed, CopyImage, GrowDisk
 from reconciler.ledger import Ledger

@@ -29,8 +29,8 @@ from reconciler.actions import (
     StopGuest,
 )
 from reconciler.errors import HostCommandError
+from reconciler.execute import execute_actions
 from reconciler.facts import DiskFile, HostFacts, Interface
-from reconciler.host.freebsd import execute_actions
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
 from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic, Uefi
