@@ -35,6 +35,7 @@ class Tuning:
     stable_after: float = 600.0
     kill_grace: float = 5.0
     debounce: float = 0.02
+    boot_log_check: float = 10.0
 
     def timings(self) -> Timings:
         backoff = Backoff(
@@ -42,7 +43,12 @@ class Tuning:
             cap=max(self.crash_backoff, self.crash_backoff_max),
             stable_after=self.stable_after,
         )
-        return Timings(backoff=backoff, kill_grace=self.kill_grace, conf_quiet=self.debounce)
+        return Timings(
+            backoff=backoff,
+            kill_grace=self.kill_grace,
+            conf_quiet=self.debounce,
+            boot_log_check=self.boot_log_check,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ TIMINGS = TableSpec(
             "before SIGKILL (and after SIGKILL, before the stop is given up)", example="10s"),
         Key("debounce", Duration(60.0), "how long conf.d must be quiet after a change before "
             "a pass (a burst of files becomes one pass)", example="100ms"),
+        Key("boot_log_check", Duration(MAX_STOP_TIMEOUT), "how often the boot logs of running "
+            "guests are looked at, to cut one that grew past 1 MiB", example="1m"),
     ),
 )  # fmt: skip
 

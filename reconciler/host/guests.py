@@ -20,6 +20,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from reconciler.errors import HostCommandError
+from reconciler.host.bootlog import BOOT_LOG, BootCommand, note_boot
 from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner
 from reconciler.policy import ExitStatus
@@ -28,7 +29,6 @@ from reconciler.spec import GuestSpec
 from reconciler.supervise import BootPlan, BootRecord
 
 GUESTS_SUBDIR = "guests"
-BOOT_LOG = "boot.log"
 _RECORDS = ("shim.pid", "loader.pid", "bhyve.pid", "exit", "outcome")
 
 
@@ -118,6 +118,7 @@ class ShimGuestOps:
         for record in _RECORDS:
             (self.dir / record).unlink(missing_ok=True)
         loader = boot.loader or ()
+        note_boot(self.dir, BootCommand(boot.loader, tuple(boot.bhyve), self._wall_clock()))
         argv = ["/bin/sh", str(self._shim), str(self.dir), str(len(loader)), *loader, *boot.bhyve]
         proc = self._runner.spawn(argv, output=self.dir / BOOT_LOG)
         self._children[proc.pid] = proc
