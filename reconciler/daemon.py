@@ -33,6 +33,7 @@ from reconciler.host.procwatch import ExitWatcher, exit_watcher
 from reconciler.plan import Taps, next_boot, plan_context
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
+from reconciler.specchanges import spec_events
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import DaemonStatus, StatusWriter, file_errors, problem_lines
 from reconciler.supervise import CommandRefused, GuestSupervisor
@@ -265,6 +266,8 @@ class Daemon:
         previous, self.snapshot = self.snapshot, self.confdir.scan()
         snapshot = self.snapshot
         if snapshot is not previous:
+            for event, fields in spec_events(previous, snapshot):
+                log.info(event, **fields)
             for p in snapshot.errors:
                 log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
             self.supervisors.set_problems(file_errors(snapshot))
