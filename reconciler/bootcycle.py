@@ -23,13 +23,17 @@ from reconciler.guestphase import (
     Off,
     OffReason,
     Phase,
+    StopEnd,
     Stopping,
     describe_exit,
     escalate,
+    stop_end,
 )
 from reconciler.policy import ExitStatus, RestartHistory, decide, next_restart
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
+
+RECENT_EXITS = 5  # boot ends kept for `status NAME`
 
 
 class BootCycle:
@@ -50,6 +54,8 @@ class BootCycle:
     _last_exit: ExitStatus | None
     _last_error: str | None
     _look_at: float
+    _last_stop: StopEnd | None
+    _exits: tuple[tuple[float, ExitStatus], ...]
 
     def _step(self, now: float) -> None:
         if self.finished:
@@ -161,6 +167,7 @@ class BootCycle:
     def _ended(self, exit: ExitStatus, now: float, rec: BootRecord) -> None:
         pid = rec.bhyve_pid if exit.phase == "bhyve" else rec.loader_pid
         self._last_exit = exit
+        self._exits = (*self._exits[-(RECENT_EXITS - 1) :], (now, exit))
         self._log.info(
             "guest.exited",
             guest=self.name,
@@ -247,6 +254,7 @@ class BootCycle:
             self._finish_stop(now, stop.then)
 
     def _finish_stop(self, now: float, then: AfterStop) -> None:
+        self._last_stop = stop_end(self._phase)
         self._destroy_vm("stopped")
         if self._desired == "removed":
             self._retire()

@@ -57,6 +57,7 @@ from reconciler.guestphase import (
     Off,
     Phase,
     State,
+    StopEnd,
     Stopping,
     state_of,
     status_row,
@@ -67,8 +68,6 @@ from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
 
 __all__ = ["BootPlan", "BootRecord", "CommandRefused", "GuestOps", "GuestSupervisor", "Logger"]
-
-DEFAULT_TIMINGS = Timings()
 
 DEFAULT_TIMINGS = Timings()
 LIVE_STATES: frozenset[State] = frozenset({"running", "starting", "stopping"})
@@ -110,6 +109,8 @@ class GuestSupervisor(BootCycle):
         self._history = RestartHistory()
         self._last_exit: ExitStatus | None = None
         self._last_error: str | None = None
+        self._last_stop: StopEnd | None = None  # how the last stop ended
+        self._exits: tuple[tuple[float, ExitStatus], ...] = ()  # recent boot ends, oldest first
         self._row: tuple[tuple[object, ...], GuestStatus] | None = None
         self._look_at = 0.0  # while the loader runs: when to look for bhyve's start again
         self._adopt(clock(), booted)
@@ -231,9 +232,11 @@ class GuestSupervisor(BootCycle):
         """This guest's status row; the same object while nothing in it changed."""
         key = (
             self._phase, self._desired, self._boots, self._last_exit, self._last_error,
-            self._spec, self.file_problem,
+            self._spec, self.file_problem, self._booted_key, self._last_stop, self._exits,
+            self._history,
         )  # fmt: skip
         if self._row is None or self._row[0] != key:
+            live = isinstance(self._phase, Live | Stopping) and self._booted_key is not None
             row = status_row(
                 self.name,
                 self._phase,
@@ -244,6 +247,10 @@ class GuestSupervisor(BootCycle):
                 file=self._spec.source if self._spec is not None else None,
                 spec_error=self.file_problem,
                 wall_offset=self._wall_offset,
+                shown=self._booted_key if live else self._spec,
+                last_stop=self._last_stop,
+                streak=self._history.streak,
+                exits=self._exits,
             )
             self._row = (key, row)
         return self._row[1]

@@ -18,8 +18,8 @@ from reconciler.status import (
     GuestStatus,
     StatusWriter,
     read_status,
-    render_table,
 )
+from reconciler.statusview import render_table
 
 
 def test_command_reaches_the_loop_and_the_answer_comes_back(tmp_path: Path) -> None:
@@ -103,6 +103,10 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
     assert table[0].split() == [
         "NAME",
         "STATE",
+        "CPUS",
+        "MEMORY",
+        "LOADER",
+        "CONSOLE/VNC",
         "PID",
         "UPTIME",
         "BOOTS",
@@ -112,9 +116,10 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
         "RESTART",
         "ERROR",
     ]
-    assert table[1].split()[:6] == ["db", "crash-loop", "-", "-", "3", "4"]
+    # Neither row says which spec it runs: CPUS, MEMORY, LOADER and CONSOLE/VNC are "-".
+    assert table[1].split()[:10] == ["db", "crash-loop", *["-"] * 6, "3", "4"]
     assert "in 4s" in table[1] and "bhyve exited 4" in table[1]
-    assert table[2].split()[:5] == ["web", "running", "77", "1m40s", "2"]
+    assert table[2].split()[:9] == ["web", "running", *["-"] * 4, "77", "1m40s", "2"]
     assert table[3] == "problem: conf.d/x.toml: cpus: must be at least 1"
 
 
@@ -153,7 +158,7 @@ def test_a_damaged_status_file_is_one_clear_error(tmp_path: Path, content: bytes
 
 
 def test_fields_a_newer_daemon_wrote_are_ignored(tmp_path: Path) -> None:
-    row = {"name": "a", "state": "running", "cpus": 4}
+    row = {"name": "a", "state": "running", "placed_on_the_moon": 4}
     data = {"pid": 1, "started_at": 0.0, "updated_at": 1.0, "future": 1, "guests": [row]}
     (tmp_path / "status.json").write_text(json.dumps(data))
     status = read_status(tmp_path)
