@@ -164,3 +164,15 @@ def test_fields_a_newer_daemon_wrote_are_ignored(tmp_path: Path) -> None:
     status = read_status(tmp_path)
     assert status is not None
     assert status.guests == (GuestStatus(name="a", state="running"),)
+
+
+def test_a_run_dir_too_deep_for_a_unix_socket_is_one_clear_error(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    server = ControlServer(deep, lambda request: None)
+    with pytest.raises(DaemonError) as caught:
+        server.start()
+    assert str(caught.value) == (
+        f"cannot listen on {deep / 'control.sock'}: the path is too long for a UNIX socket "
+        f"({len(str(deep / 'control.sock'))} bytes): choose a shorter run_dir (or --sim-dir)"
+    )
