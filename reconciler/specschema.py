@@ -111,6 +111,23 @@ NAME_RULES: dict[Callable[[str], str | None], str] = {
 }
 
 
+def _integer(kind: Integer) -> Schema:
+    schema: Schema = {"type": "integer"}
+    if kind.low is not None:
+        schema["minimum"] = kind.low
+    if kind.high is not None:
+        schema["maximum"] = kind.high
+    return schema
+
+
+def _host_path(kind: HostPath) -> Schema:
+    return {
+        "type": "string",
+        "pattern": pat.path_pattern(absolute=not kind.relative),
+        "maxLength": PATH_MAX,
+    }
+
+
 def _type_schema(key: Key) -> Schema:
     kind = key.type
     if isinstance(kind, Text):
@@ -118,12 +135,7 @@ def _type_schema(key: Key) -> Schema:
     if isinstance(kind, Boolean):
         return {"type": "boolean"}
     if isinstance(kind, Integer):
-        schema: Schema = {"type": "integer"}
-        if kind.low is not None:
-            schema["minimum"] = kind.low
-        if kind.high is not None:
-            schema["maximum"] = kind.high
-        return schema
+        return _integer(kind)
     if isinstance(kind, Choice):
         return {"type": "string", "enum": list(kind.choices)}
     if isinstance(kind, Size):
@@ -131,11 +143,11 @@ def _type_schema(key: Key) -> Schema:
     if isinstance(kind, Duration):
         return _duration(kind)
     if isinstance(kind, HostPath):
-        return {
-            "type": "string",
-            "pattern": pat.path_pattern(absolute=not kind.relative),
-            "maxLength": PATH_MAX,
-        }
+        return _host_path(kind)
+    return _container(kind)
+
+
+def _container(kind: Array | SubTable | TableArray | TableMap) -> Schema:
     if isinstance(kind, Array):
         return {"type": "array", "items": {"type": kind.item}}
     if isinstance(kind, SubTable):
