@@ -32,13 +32,17 @@ from reconciler.guestphase import (
     Off,
     OffReason,
     Phase,
+    StopEnd,
     Stopping,
     describe_exit,
     escalate,
+    stop_end,
 )
 from reconciler.policy import ExitStatus, RestartHistory, decide, next_restart
 from reconciler.settings import Timings
 from reconciler.spec import GuestSpec
+
+RECENT_EXITS = 5  # boot ends kept for `status NAME`
 
 
 class BootCycle:
@@ -60,6 +64,8 @@ class BootCycle:
     _last_error: str | None
     _look_at: float
     _restarts: dict[str, int]
+    _last_stop: StopEnd | None
+    _exits: tuple[tuple[float, ExitStatus], ...]
 
     def _step(self, now: float) -> None:
         if self.finished:
@@ -184,6 +190,7 @@ class BootCycle:
         pid = rec.bhyve_pid if exit.phase == "bhyve" else rec.loader_pid
         self._last_exit = exit
         fields = {"reason": exit.reason} if exit.reason is not None else {}
+        self._exits = (*self._exits[-(RECENT_EXITS - 1) :], (now, exit))
         self._log.info(
             "guest.exited",
             guest=self.name,
@@ -272,6 +279,7 @@ class BootCycle:
             self._finish_stop(now, stop.then)
 
     def _finish_stop(self, now: float, then: AfterStop) -> None:
+        self._last_stop = stop_end(self._phase)
         self._destroy_vm("stopped")
         if self._desired == "removed":
             self._retire()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from reconciler.valuerules import describe
+from reconciler.valuerules import HOST_NAME_RE, HOST_NAME_RULE, MAX_HOST_NAME, describe
 
 if TYPE_CHECKING:
     from reconciler.tomlreader import Section
@@ -37,10 +37,6 @@ SSH_KEY_TYPES = (
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
-_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_HOSTNAME_RULE = (
-    "dot-separated labels of 1-63 letters, digits and `-`, not starting or ending with `-`"
-)
 _OTHER_HEADERS = (
     "#cloud-config-archive",
     "#cloud-boothook",
@@ -122,9 +118,11 @@ def key_identity(line: str) -> tuple[str, ...]:
 
 
 def hostname_problem(name: str) -> str | None:
-    labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
-        return f"{_show(name)} is not a valid host name: {_HOSTNAME_RULE}, at most 253 in all"
+    if len(name) > MAX_HOST_NAME or HOST_NAME_RE.fullmatch(name) is None:
+        return (
+            f"{_show(name)} is not a valid host name: {HOST_NAME_RULE}, "
+            f"at most {MAX_HOST_NAME} in all"
+        )
     return None
 
 
@@ -282,7 +280,7 @@ def guest_name_problem(name: str) -> str | None:
     if hostname_problem(name) is None:
         return None
     return (
-        f"the guest name {_show(name)} is not a valid host name ({_HOSTNAME_RULE}): set `hostname`"
+        f"the guest name {_show(name)} is not a valid host name ({HOST_NAME_RULE}): set `hostname`"
     )
 
 

@@ -47,6 +47,7 @@ class Tuning:
     kill_grace: float = 5.0
     debounce: float = 0.02
     metrics_interval: float = 15.0  # how often metrics_file is rewritten
+    boot_log_check: float = 10.0
 
     def timings(self) -> Timings:
         backoff = Backoff(
@@ -54,7 +55,12 @@ class Tuning:
             cap=max(self.crash_backoff, self.crash_backoff_max),
             stable_after=self.stable_after,
         )
-        return Timings(backoff=backoff, kill_grace=self.kill_grace, conf_quiet=self.debounce)
+        return Timings(
+            backoff=backoff,
+            kill_grace=self.kill_grace,
+            conf_quiet=self.debounce,
+            boot_log_check=self.boot_log_check,
+        )
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,8 @@ TIMINGS = TableSpec(
             "a pass (a burst of files becomes one pass)", example="100ms"),
         Key("metrics_interval", Duration(MAX_RESYNC_INTERVAL), "how often metrics_file is "
             "rewritten", example="1m"),
+        Key("boot_log_check", Duration(MAX_STOP_TIMEOUT), "how often the boot logs of running "
+            "guests are looked at, to cut one that grew past 1 MiB", example="1m"),
     ),
 )  # fmt: skip
 

@@ -16,6 +16,7 @@ import structlog
 from reconciler.conflicts import Claims
 from reconciler.host.files import AcceptedStore, load_accepted
 from reconciler.spec import GuestSpec
+from reconciler.specchanges import spec_events
 from reconciler.specdir import ConfDir, ConfSnapshot
 from reconciler.status import file_errors
 
@@ -39,6 +40,8 @@ class ConfState:
         previous, self.snapshot = self.snapshot, self.confdir.scan()
         snapshot = self.snapshot
         if snapshot is not previous:
+            for event, fields in spec_events(previous, snapshot):
+                log.info(event, **fields)
             for p in snapshot.errors:
                 log.warning("spec.invalid", file=p.file, key=p.key, error=p.message)
             self.file_errors = file_errors(snapshot)

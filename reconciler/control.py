@@ -102,6 +102,9 @@ class ControlServer:
         old = os.umask(0o177)
         try:
             sock.bind(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise DaemonError(_cannot_listen(self.path, exc)) from None
         finally:
             os.umask(old)
         sock.listen(16)
@@ -147,6 +150,16 @@ class ControlServer:
             answer = {"ok": False, "message": "the daemon did not answer in time"}
         with contextlib.suppress(OSError):
             _send(conn, answer)
+
+
+def _cannot_listen(path: Path, exc: OSError) -> str:
+    if exc.errno is None and "too long" in str(exc):
+        # sockaddr_un's sun_path: 104 bytes on FreeBSD, 108 on Linux.
+        return (
+            f"cannot listen on {path}: the path is too long for a UNIX socket "
+            f"({len(str(path))} bytes): choose a shorter run_dir (or --sim-dir)"
+        )
+    return f"cannot listen on {path}: {exc.strerror or exc}"
 
 
 def send_command(run_dir: Path, command: str, guest: str | None = None) -> tuple[bool, str]:

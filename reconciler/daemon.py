@@ -35,6 +35,7 @@ from reconciler.keptwatch import KeptWatcher
 from reconciler.ledger import Ledger
 from reconciler.publish import Publisher
 from reconciler.settings import Timings
+from reconciler.sharedlock import Waiting
 from reconciler.status import DaemonStatus, GuestStatus, problem_lines
 from reconciler.supervisors import Supervisors
 from reconciler.wake import ConfChanged, GuestEvent, PassWanted, SignalEvent, take
@@ -253,10 +254,11 @@ class Daemon:
             return
         self._host_errors = (*problems, *result.errors)
         self.supervisors.hand(result.desired, result.blocked | frozenset(result.foreign))
+        not_ready = {g: Waiting(None, why) for g, why in result.waits.items()}
         self._others = self._fleet_rows.rows(
             desired,
             result.elsewhere,
-            result.waiting,
+            {**not_ready, **result.waiting},
             supervised=lambda name: self.supervisors.get(name) is not None,
             errors=self.conf.file_errors,
         )

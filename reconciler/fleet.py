@@ -32,8 +32,9 @@ class FleetRows:
         supervised: Callable[[str], bool],
         errors: Mapping[str, str],
     ) -> tuple[GuestStatus, ...]:
-        """One row per guest in `elsewhere` or `waiting` that has no supervisor here (a guest
-        moving away keeps its supervisor's row until it stopped)."""
+        """One row per guest in `elsewhere` or `waiting` (for a lock, or for what its boot
+        needs) that has no supervisor here (a guest moving away keeps its supervisor's row
+        until it stopped)."""
         if not elsewhere and not waiting:
             self._rows.clear()
             return ()

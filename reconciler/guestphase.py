@@ -19,7 +19,7 @@ from typing import Literal
 
 from reconciler.policy import ExitStatus
 from reconciler.spec import GuestSpec
-from reconciler.status import GuestStatus
+from reconciler.status import ExitEntry, GuestStatus
 from reconciler.units import parse_size
 
 State = Literal[
@@ -37,6 +37,15 @@ Desired = Literal["running", "stopped", "removed", "shutdown"]
 OffReason = Literal["stopped", "powered-off", "held", "error"]
 StopPhase = Literal["acpi", "loader", "poweroff", "kill"]
 AfterStop = Literal["stopped", "held", "boot"]
+# How a stop ended, by the phase it had reached: the guest shut down on ACPI, its loader quit
+# on SIGTERM, or it had to be forced off or killed.
+StopEnd = Literal["acpi", "loader", "forced-poweroff", "killed"]
+_STOP_ENDS: dict[StopPhase, StopEnd] = {
+    "acpi": "acpi",
+    "loader": "loader",
+    "poweroff": "forced-poweroff",
+    "kill": "killed",
+}
 
 
 # Restarts by reason (status, metrics): the policy's decision after an exit, or the operator's.
@@ -141,6 +150,11 @@ def state_of(phase: Phase) -> State:
     return "running" if phase.pid is not None else "starting"
 
 
+def stop_end(phase: Phase) -> StopEnd | None:
+    """How a stop that ends now ended; None when `phase` is not a stop."""
+    return _STOP_ENDS[phase.step] if isinstance(phase, Stopping) else None
+
+
 def describe_exit(exit: ExitStatus) -> str:
     if exit.signal is not None:
         return f"{exit.phase} killed by signal {exit.signal} ({exit.meaning})"
@@ -163,9 +177,16 @@ def status_row(
     wall_offset: float,
     spec: GuestSpec | None = None,
     restarts: Mapping[str, int] | None = None,
+    shown: GuestSpec | None = None,
+    last_stop: StopEnd | None = None,
+    streak: int = 0,
+    exits: tuple[tuple[float, ExitStatus], ...] = (),
 ) -> GuestStatus:
-    """A supervisor's status row; times move from its clock to the wall clock."""
+    """A supervisor's status row; times move from its clock to the wall clock. `shown` is the
+    spec whose CPUs, memory, loader, console and VNC address the row shows (the running boot's,
+    else the accepted one); `exits` the recent boot ends with the clock value of each."""
     live = phase if isinstance(phase, Live) else None
+    stop = phase if isinstance(phase, Stopping) else None
     return GuestStatus(
         name=name,
         state=state_of(phase),
@@ -181,7 +202,20 @@ def status_row(
         last_error=last_error,
         file=file,
         spec_error=spec_error,
-        cpus=spec.cpus if spec is not None else None,
+        cpus=shown.cpus if shown is not None else None,
+        memory=shown.memory if shown is not None else None,
         memory_bytes=parse_size(spec.memory) if spec is not None else None,
         restarts=dict(restarts or {}),
+        loader=shown.loader if shown is not None else None,
+        console=shown.console_device if shown is not None else None,
+        vnc=shown.graphics.listen if shown is not None and shown.graphics is not None else None,
+        stop_phase=stop.step if stop is not None else None,
+        stop_deadline=round(stop.deadline + wall_offset, 3) if stop is not None else None,
+        stop_timeout=stop.timeout if stop is not None else None,
+        last_stop=last_stop,
+        restart_streak=streak,
+        recent_exits=tuple(
+            ExitEntry(round(at + wall_offset, 3), e.shell_status, e.meaning, e.phase)
+            for at, e in exits
+        ),
     )

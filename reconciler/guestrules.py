@@ -35,7 +35,7 @@ FIRST_PCI_SLOT = 2
 LAST_PCI_SLOT = 28  # 29 fbuf, 30 xhci, 31 install media, as vmrun.sh lays them out
 PCI_CAPACITY = LAST_PCI_SLOT - FIRST_PCI_SLOT + 1
 
-_UUID_RE = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+UUID_RE = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _PASSTHRU_RE = re.compile(r"([0-9]{1,3})/([0-9]{1,2})/([0-9]{1,2})")
@@ -71,7 +71,7 @@ def memory(section: Section, key: str, size: str) -> str | None:
 def uuid(section: Section, key: str, value: str) -> str | None:
     # bhyve -U: uuid_from_string(3) takes the 8-4-4-4-12 hex form, either case; the text is
     # kept as written so the guest sees exactly the UUID it had.
-    if _UUID_RE.fullmatch(value) is None:
+    if UUID_RE.fullmatch(value) is None:
         section.error(
             key, f'expected a UUID like "8e3f4b1c-61b6-11ef-9a0c-002590f1a2b3", got {show(value)}'
         )

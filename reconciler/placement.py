@@ -13,28 +13,22 @@ both sides are kept lower-case.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
 from reconciler.spec import GuestSpec
+from reconciler.valuerules import HOST_NAME_RE, HOST_NAME_RULE, MAX_HOST_NAME
 
 PlacementMode = Literal["any", "required"]
 PLACEMENTS: tuple[PlacementMode, ...] = get_args(PlacementMode)
-
-# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOST_NAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-HOST_NAME_RULE = "a host name: letters, digits, inner `-`, labels separated by `.`"
-MAX_HOST_NAME = 253
 
 
 def host_name_problem(name: str) -> str | None:
     """Why `name` cannot be a host name, or None."""
     if len(name) > MAX_HOST_NAME or HOST_NAME_RE.fullmatch(name) is None:
-        return f"expected {HOST_NAME_RULE}"
+        return f"expected a host name: {HOST_NAME_RULE}, at most {MAX_HOST_NAME} in all"
     return None
 
 

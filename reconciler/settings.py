@@ -35,3 +35,6 @@ class Timings:
     # While a guest is starting (its loader runs, bhyve is not up yet) it is looked at this
     # often: bhyve's start is learnt from its shim's record, not from the kernel.
     starting_poll: float = 0.05
+    # How often the boot logs of live guests are looked at (a guest that makes bhyve print
+    # forever must not fill run_dir between two boots).
+    boot_log_check: float = 10.0

@@ -2,16 +2,22 @@
 
 A supervisor builds its own `GuestStatus` (times already on the wall clock); the daemon adds its
 header, `StatusWriter` writes the file atomically after every change, and `bhyve-reconciler
-status` reads it back (no daemon round trip, so it works while the daemon is busy) and renders
-a table. Rows are frozen: a row that did not change is the same object, and its JSON is reused.
+status` reads it back (no daemon round trip, so it works while the daemon is busy); the
+renderings are `statusview.py`'s. Rows are frozen: a row that did not change is the same object,
+and its JSON is reused.
+
+What a row holds is what only the daemon knows (the state and why: desired state, stop phase
+and deadline, how the last stop ended, recent exits, the crash backoff) plus the few values of
+the running boot's spec that the table shows for every guest (CPUs, memory, loader, console,
+VNC). What the CLI can read itself stays out of it: the spec file (disks, NICs), the disks'
+allocation, the running boot's command line (`run_dir/guests/NAME/cmdline`) and its output.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,16 @@ from reconciler.specdir import ConfSnapshot
 
 STATUS_FILE = "status.json"
 _RECOVERY = "wait for the daemon to write it again (it does after every change), or remove it"
+
+
+@dataclass(frozen=True)
+class ExitEntry:
+    """One boot's end: when (wall clock), sh-style status (None: no record), meaning, phase."""
+
+    at: float
+    status: int | None
+    meaning: str
+    phase: str = "bhyve"
 
 
 @dataclass(frozen=True)
@@ -38,9 +54,21 @@ class GuestStatus:
     file: str | None = None
     spec_error: str | None = None  # the file is broken: the guest keeps its last good spec
     host: str | None = None  # state elsewhere: the host its file names; waiting: the lock's
-    cpus: int | None = None  # from its spec
-    memory_bytes: int | None = None
+    # The spec of the running boot (else the accepted one), as the table shows it.
+    cpus: int | None = None
+    memory: str | None = None
+    memory_bytes: int | None = None  # the accepted spec's, for metrics
     restarts: Mapping[str, int] = field(default_factory=dict)  # reason -> count, this daemon
+    loader: str | None = None
+    console: str | None = None  # the device bhyve opens (an nmdm A side, or a tty)
+    vnc: str | None = None  # the framebuffer's "host:port"
+    # While stopping: acpi, loader, poweroff or kill, and when that phase ends (wall clock).
+    stop_phase: str | None = None
+    stop_deadline: float | None = None
+    stop_timeout: float | None = None
+    last_stop: str | None = None  # how the last stop ended: acpi, loader, forced-poweroff, killed
+    restart_streak: int = 0  # quick failures in a row (the crash backoff's exponent)
+    recent_exits: tuple[ExitEntry, ...] = ()  # oldest first
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class DaemonStatus:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(GuestStatus))
+_EXIT_FIELDS = tuple(f.name for f in fields(ExitEntry))
 _HEAD_FIELDS = tuple(f.name for f in fields(DaemonStatus) if f.name != "guests")
 
 
@@ -103,12 +132,29 @@ def status_json(status: DaemonStatus) -> dict[str, object]:
     data: dict[str, object] = {name: getattr(status, name) for name in _HEAD_FIELDS}
     data["problems"] = list(status.problems)
     data["host_errors"] = list(status.host_errors)
-    data["guests"] = [{name: getattr(row, name) for name in _ROW_FIELDS} for row in status.guests]
+    data["guests"] = [row_data(row) for row in status.guests]
     return data
 
 
+def row_data(row: GuestStatus) -> dict[str, Any]:
+    """One row as plain data (its recent exits as objects)."""
+    data = {name: getattr(row, name) for name in _ROW_FIELDS}
+    data["recent_exits"] = [asdict(e) for e in row.recent_exits]
+    return data
+
+
+def row_from_data(data: object) -> GuestStatus:
+    """A row back from plain data; TypeError or ValueError when it is not one."""
+    known = _known(data, _ROW_FIELDS)
+    exits = known.get("recent_exits", [])
+    if not isinstance(exits, list):
+        raise TypeError("recent_exits is not a list")
+    known["recent_exits"] = tuple(ExitEntry(**_known(e, _EXIT_FIELDS)) for e in exits)
+    return GuestStatus(**known)
+
+
 def _row_json(row: GuestStatus) -> str:
-    return json.dumps({name: getattr(row, name) for name in _ROW_FIELDS})
+    return json.dumps(row_data(row))
 
 
 def read_status(run_dir: Path) -> DaemonStatus | None:
@@ -124,7 +170,7 @@ def read_status(run_dir: Path) -> DaemonStatus | None:
         rows = data.get("guests", [])
         if not isinstance(rows, list):
             raise TypeError("guests is not a list")
-        guests = tuple(GuestStatus(**_known(row, _ROW_FIELDS)) for row in rows)
+        guests = tuple(row_from_data(row) for row in rows)
         head = _known(data, _HEAD_FIELDS)
         head["problems"] = tuple(head.get("problems", ()))
         head["host_errors"] = tuple(head.get("host_errors", ()))
@@ -155,48 +201,3 @@ def file_errors(snapshot: ConfSnapshot) -> dict[str, str]:
         if owner is not None and owner.guest:
             errors.setdefault(owner.guest, f"{p.file}: {p.key}: {p.message}")
     return errors
-
-
-def format_duration(seconds: float) -> str:
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{s:02d}s"
-    return f"{s}s"
-
-
-def render_table(status: DaemonStatus, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    header = ("NAME", "STATE", "PID", "UPTIME", "BOOTS", "LAST EXIT", "NEXT RESTART", "ERROR")
-    rows = [header]
-    for g in sorted(status.guests, key=lambda g: g.name):
-        uptime = (
-            format_duration(now - g.started_at)
-            if g.started_at is not None and g.state == "running"
-            else "-"
-        )
-        last = "-" if g.last_exit is None else f"{g.last_exit} ({g.last_exit_meaning})"
-        nxt = (
-            "-"
-            if g.next_restart_at is None
-            else f"in {format_duration(max(0.0, g.next_restart_at - now))}"
-        )
-        error = g.spec_error or g.last_error or "-"
-        state = g.state
-        if state == "elsewhere":
-            state = f"elsewhere ({g.host})" if g.host else "unplaced (no host key)"
-        rows.append((g.name, state, str(g.pid or "-"), uptime, str(g.boots), last, nxt, error))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        for r in rows
-    ]
-    lines.extend(f"problem: {p}" for p in status.problems)
-    lines.extend(f"host: {e}" for e in status.host_errors)
-    return "\n".join(line.rstrip() for line in lines)

@@ -58,6 +58,7 @@ from reconciler.guestphase import (
     Off,
     Phase,
     State,
+    StopEnd,
     Stopping,
     state_of,
     status_row,
@@ -68,8 +69,6 @@ from reconciler.spec import GuestSpec
 from reconciler.status import GuestStatus
 
 __all__ = ["BootPlan", "BootRecord", "CommandRefused", "GuestOps", "GuestSupervisor", "Logger"]
-
-DEFAULT_TIMINGS = Timings()
 
 DEFAULT_TIMINGS = Timings()
 LIVE_STATES: frozenset[State] = frozenset({"running", "starting", "stopping"})
@@ -111,6 +110,8 @@ class GuestSupervisor(BootCycle):
         self._last_exit: ExitStatus | None = None
         self._last_error: str | None = None
         self._restarts = dict.fromkeys(RESTART_REASONS, 0)
+        self._last_stop: StopEnd | None = None  # how the last stop ended
+        self._exits: tuple[tuple[float, ExitStatus], ...] = ()  # recent boot ends, oldest first
         self._row: tuple[tuple[object, ...], GuestStatus] | None = None
         self._look_at = 0.0  # while the loader runs: when to look for bhyve's start again
         self._adopt(clock())
@@ -240,9 +241,11 @@ class GuestSupervisor(BootCycle):
         """This guest's status row; the same object while nothing in it changed."""
         key = (
             self._phase, self._desired, self._boots, self._last_exit, self._last_error,
-            self._spec, self.file_problem, *self._restarts.values(),
+            self._spec, self.file_problem, self._booted_key, self._last_stop, self._exits,
+            self._history, *self._restarts.values(),
         )  # fmt: skip
         if self._row is None or self._row[0] != key:
+            live = isinstance(self._phase, Live | Stopping) and self._booted_key is not None
             row = status_row(
                 self.name,
                 self._phase,
@@ -255,6 +258,10 @@ class GuestSupervisor(BootCycle):
                 wall_offset=self._wall_offset,
                 spec=self._spec,
                 restarts=self._restarts,
+                shown=self._booted_key if live else self._spec,
+                last_stop=self._last_stop,
+                streak=self._history.streak,
+                exits=self._exits,
             )
             self._row = (key, row)
         return self._row[1]

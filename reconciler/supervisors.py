@@ -14,8 +14,9 @@ from pathlib import Path
 import structlog
 
 from reconciler.bhyve import BootCommands
+from reconciler.host.bootlog import BOOT_LOG, BootLogKeeper
 from reconciler.host.freebsd import FreeBSDHost
-from reconciler.host.guests import ShimGuestOps, list_processes, recorded_guests
+from reconciler.host.guests import ShimGuestOps, guest_run_dir, list_processes, recorded_guests
 from reconciler.host.procwatch import ExitWatcher
 from reconciler.processes import ProcessTable
 from reconciler.settings import Timings
@@ -54,6 +55,12 @@ class Supervisors:
         self._by_name: dict[str, GuestSupervisor] = {}
         self._given: dict[str, GuestSpec | None] = {}  # the spec each supervisor last got
         self._processes: ProcessTable | None = None
+        self._boot_logs = BootLogKeeper(
+            every=timings.boot_log_check,
+            on_error=lambda path, exc: log.error(
+                "guest.boot_log_failed", file=str(path), error=str(exc)
+            ),
+        )
 
     def __iter__(self) -> Iterator[GuestSupervisor]:
         return iter(list(self._by_name.values()))
@@ -81,7 +88,9 @@ class Supervisors:
         return tuple(self._by_name[n].snapshot() for n in sorted(self._by_name))
 
     def deadlines(self) -> Iterator[float]:
-        return (d for s in self._by_name.values() if (d := s.next_deadline()) is not None)
+        yield from (d for s in self._by_name.values() if (d := s.next_deadline()) is not None)
+        if not self.settled:
+            yield self._boot_logs.due  # a live guest's boot log is looked at on time
 
     def new_round(self) -> None:
         """A new pass: the next adoption takes a fresh process listing."""
@@ -129,7 +138,15 @@ class Supervisors:
                 del self._by_name[name]
                 self._given.pop(name, None)
                 freed = True
+        for path in self._boot_logs.tick(now, self._live_logs):
+            log.warning("guest.boot_log_cut", file=str(path), kept=str(path) + ".0")
         return freed
+
+    def _live_logs(self) -> Iterator[Path]:
+        """The boot logs that may be growing: those of live boots."""
+        for name, sup in self._by_name.items():
+            if not sup.settled:
+                yield guest_run_dir(self._run_dir, name) / BOOT_LOG
 
     def unsteady(self) -> set[str]:
         return {n for n, s in self._by_name.items() if not s.steady}
@@ -149,6 +166,7 @@ class Supervisors:
         """A reloaded config: for stops, backoffs and graces that begin from now on."""
         self.stop_timeout = stop_timeout
         self._timings = timings
+        self._boot_logs.every = timings.boot_log_check
         for sup in self._by_name.values():
             sup.stop_timeout = stop_timeout
             sup.timings = timings

@@ -19,6 +19,13 @@ TAP_RE = re.compile(r"tap[0-9]{1,5}")
 IFNAME_RE = re.compile(r"[a-z][a-z0-9_.]{0,14}")
 IFNAME_RULE = "an interface name: a lower-case letter, then up to 14 of a-z 0-9 _ ."
 PATH_MAX = 1023
+# RFC 1123 host names: dot-separated labels of 1 to 63 letters, digits and inner hyphens.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+HOST_NAME_RULE = (
+    "dot-separated labels of 1-63 letters, digits and `-`, not starting or ending with `-`"
+)
+MAX_HOST_NAME = 253
 
 _ZVOL_PART_RE = re.compile(r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]*")
 _ZVOL_MAX = 255  # ZFS_MAX_DATASET_NAME_LEN - 1

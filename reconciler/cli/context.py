@@ -7,9 +7,11 @@ none off FreeBSD unless asked), and opens the driver. It prints nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.config import DEFAULT_CONFIG_PATH, DaemonConfig
 from reconciler.errors import HostRefused
@@ -17,7 +19,13 @@ from reconciler.host.files import read_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
 
+if TYPE_CHECKING:
+    from reconciler.sim import SimulatedHost
+
 SIM_PLAYGROUND = Path(".bhyve-sim")
+# The host to drive when no option names one: "simulated" lets the FreeBSD commands of the
+# README run, as written, against the simulated host.
+HOST_ENV = "BHYVE_RECONCILER_HOST"
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Context:
 
 
 def load_context(args: argparse.Namespace) -> Context:
-    host_kind = args.host or ("simulated" if args.simulate else None)
+    host_kind = args.host or ("simulated" if args.simulate else None) or _host_from_env()
     if args.simulate and args.host == "freebsd":
         raise HostRefused("--simulate and --host freebsd contradict each other")
     if host_kind is None:
@@ -68,6 +76,13 @@ def load_context(args: argparse.Namespace) -> Context:
     )
 
 
+def _host_from_env() -> str | None:
+    value = os.environ.get(HOST_ENV) or None
+    if value not in (None, "freebsd", "simulated"):
+        raise HostRefused(f"{HOST_ENV}={value}: expected freebsd or simulated")
+    return value
+
+
 def playground_config(sim_dir: Path) -> DaemonConfig:
     """Without --config, --simulate keeps everything under one directory: the daemon's own
     directories live on the simulated host's file system, as they would on FreeBSD; the
@@ -90,10 +105,14 @@ def open_host(ctx: Context) -> FreeBSDHost:
             "to run the FreeBSD driver with the tools on PATH"
         )
     if ctx.host_kind == "simulated":
-        from reconciler.sim import SimulatedHost
-
-        assert ctx.sim_root is not None
-        sim = SimulatedHost(ctx.sim_root)
-        sim.setup()
+        sim = simulated_host(ctx)
         return FreeBSDHost(SubprocessRunner(sim.env()), root=sim.root, vmm_dir=ctx.config.vmm_dir)
     return FreeBSDHost(SubprocessRunner(), vmm_dir=ctx.config.vmm_dir)
+
+
+def simulated_host(ctx: Context) -> SimulatedHost:
+    """The simulated host of a `--simulate` context, laid out (on first use) in its root."""
+    from reconciler.sim import SimulatedHost
+
+    assert ctx.sim_root is not None
+    return SimulatedHost(ctx.sim_root).setup()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reconciler.cli.context import Context, open_host
 from reconciler.cli.import_report import ConfigNote, Outcome, bridge_text, print_report
+from reconciler.cli.parser import Commands
 from reconciler.cli.specfiles import (
     ConfDirState,
     check_spec_text,
@@ -39,9 +40,7 @@ EXIT_ERROR = 1
 EXIT_INCOMPLETE = 2
 MAX_CONF_BYTES = 64 * 1024  # a guest .conf is a few hundred bytes; anything huge is not one
 SUMMARY = "write a spec for every guest of a vm-bhyve datastore, and report what carried over"
-EPILOG = (
-    "exit status: 0 every guest was converted and written (or, with --dry-run, would be), "
-    "2 some were not (refused, a spec file exists, a conflict), 1 nothing could be done. "
+DETAILS = (
     "With --config FILE (given here), the bridges the config lacks are added to FILE; "
     "without, they are printed."
 )
@@ -62,8 +61,23 @@ def dataset_option(text: str) -> str:
     return text
 
 
+def register(commands: Commands) -> None:
+    add_arguments(
+        commands.add(
+            "import",
+            SUMMARY,
+            cmd_import,
+            details=DETAILS,
+            exits=(
+                (EXIT_OK, "every guest was converted and written (or, with --dry-run, would be)"),
+                (EXIT_ERROR, "the datastore or the daemon config could not be read"),
+                (EXIT_INCOMPLETE, "some were not (refused, a spec file exists, a conflict)"),
+            ),
+        )
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
     parser.add_argument("source", choices=("vm-bhyve",), help="the manager to import from")
     parser.add_argument(
         "vm_dir",

@@ -1,4 +1,5 @@
-"""`validate`, `commands`, `plan` and `apply`: what the files say and what the host would do.
+"""`validate`, `commands`, `plan`, `apply` and `schema`: what the files say and what the host
+would do.
 
 Each subcommand wires config, specs and the host together and turns results into lines and
 an exit status; `plan` and `apply` run the daemon's own pass (`converge.Converger`).
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from reconciler.cli.context import Context, open_host
+from reconciler.cli.parser import Commands, json_option, name_argument
 from reconciler.converge import Converger
 from reconciler.errors import SpecError, StateError
 from reconciler.execute import Outcome
@@ -22,6 +24,7 @@ from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
 from reconciler.plan import allocate_taps, next_boot, plan_context
 from reconciler.specdir import ConfDir, ConfSnapshot
+from reconciler.specschema import guest_schema
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,6 +51,64 @@ def conf_dir(
         claims=claims,
         check_disks=check_disks,
     )
+
+
+def register(commands: Commands) -> None:
+    commands.add(
+        "validate",
+        "check every spec file in conf_dir: one line per problem, FILE: KEY: what is wrong",
+        cmd_validate,
+        exits=((EXIT_OK, "every file is valid"), (EXIT_ERROR, "a file has an error")),
+        details="Warnings (install media not there yet) do not fail it. Needs no host.",
+    )
+    c = commands.add(
+        "commands",
+        "print the loader and bhyve command lines of a guest's next boot; changes nothing",
+        cmd_commands,
+        exits=((EXIT_OK, "printed"), (EXIT_ERROR, "no valid guest of that name")),
+    )
+    name_argument(c)
+    pl = commands.add(
+        "plan",
+        "show what `apply` (or the daemon) would change on this host, and why",
+        cmd_plan,
+        exits=(
+            (EXIT_OK, "converged: nothing to do"),
+            (EXIT_ERROR, "a host fact could not be observed"),
+            (EXIT_PENDING, "changes are pending"),
+        ),
+        details="+ creates, ~ changes, - removes (only what the reconciler created).",
+    )
+    json_option(pl, "the actions, each with its argv,")
+    commands.add(
+        "apply",
+        "make the host match conf.d once (modules, interfaces, disks), then exit",
+        cmd_apply,
+        exits=(
+            (EXIT_OK, "done: the host matches (guest starts and stops are left to `run`)"),
+            (EXIT_ERROR, "an action failed or a fact could not be observed (the rest was done)"),
+        ),
+        details=(
+            "Ends with a summary: N changed, N pending for run, N failed. Guests are booted "
+            "and stopped only by the daemon (`run`)."
+        ),
+    )
+    commands.add(
+        "schema",
+        "print the JSON Schema of a guest spec file (for editors: `#:schema FILE`)",
+        cmd_schema,
+        exits=((EXIT_OK, "printed"),),
+        details=(
+            "Generated from the one description of every key: types, allowed values, "
+            "defaults and each key's meaning. Taplo / Even Better TOML read it when a spec "
+            "file starts with `#:schema /path/to/guest.schema.json`."
+        ),
+    )
+
+
+def cmd_schema(ctx: Context, args: argparse.Namespace) -> int:
+    print(json.dumps(guest_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
@@ -143,12 +204,23 @@ def cmd_apply(ctx: Context, args: argparse.Namespace) -> int:
     report_host_errors(e for e in result.errors if e.split(": ", 1)[0] not in failed_lines)
     if not result.actions and result.complete:
         print("converged: nothing to do")
-    if result.failed:
-        count = len(result.failed)
-        print(f"{count} action(s) failed or were skipped; the next apply retries them")
     if not result.complete:
         print("some host facts were not observed: what needs them waits for the next apply")
+    print(apply_summary(result.outcomes))
     return EXIT_ERROR if result.failed or not result.complete else EXIT_OK
+
+
+def apply_summary(outcomes: Sequence[Outcome]) -> str:
+    """`3 changed, 1 pending for run, 0 failed`: what apply did (an action that found its
+    work done already is not a change), what it leaves to the daemon, what it could not do."""
+    changed = sum(o.status == "done" for o in outcomes)
+    pending = sum(o.status == "pending" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = skipped + sum(o.status == "failed" for o in outcomes)
+    line = f"{changed} changed, {pending} pending for run, {failed} failed"
+    if skipped:
+        line += f" ({skipped} skipped: they need what failed)"
+    return line + ("; the next apply retries them" if failed else "")
 
 
 def report_host_errors(errors: Iterable[str]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.context import Context, open_host
+from reconciler.cli.parser import Commands
 from reconciler.cli.specfiles import check_spec_text, create_file, read_conf_dir, spec_text
 from reconciler.guestfile import SUFFIX, guest_to_toml, parse_guest
 from reconciler.host.files import load_ledger
@@ -29,11 +30,23 @@ EXIT_ERROR = 1
 DEFAULT_DISK = "16G"
 DEFAULT_DISK_DIR = "/vm"
 SUMMARY = "write a starter spec into conf_dir and print the commands it will boot with"
-EPILOG = "exit status: 0 the spec was written (or printed with --dry-run), 1 it was not"
+
+
+def register(commands: Commands) -> None:
+    add_arguments(
+        commands.add(
+            "new",
+            SUMMARY,
+            cmd_new,
+            exits=(
+                (EXIT_OK, "the spec was written (or printed with --dry-run)"),
+                (EXIT_ERROR, "it was not"),
+            ),
+        )
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
     parser.add_argument("name", help="the guest's name, and its file conf_dir/NAME.toml")
     parser.add_argument("--loader", choices=LOADERS, help="what boots it (default bhyveload)")
     parser.add_argument("--cpus", type=int, help="virtual CPUs (default 1)")

@@ -20,6 +20,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from reconciler.accepted import Accepted, parse, render
+from reconciler.host.bootlog import BOOT_LOG, BootCommand, note_boot
 from reconciler.host.files import write_atomic
 from reconciler.host.runner import Runner, command_error
 from reconciler.policy import ExitStatus
@@ -28,7 +29,6 @@ from reconciler.spec import GuestSpec
 from reconciler.supervise import BootPlan, BootRecord
 
 GUESTS_SUBDIR = "guests"
-BOOT_LOG = "boot.log"
 BOOTED = "booted.toml"
 BOOT_LOG_START = "boot.log.start"  # where the last boot's output begins in boot.log
 BOOT_OUTPUT_LIMIT = 64 * 1024  # what is read of a boot's output: its failure lines are last
@@ -131,12 +131,14 @@ class ShimGuestOps:
             write_atomic(Path(path), content)
         for record in _RECORDS:
             (self.dir / record).unlink(missing_ok=True)
+        loader = boot.loader or ()
+        # The log is cut (when too large) and headed first: this boot's output starts after.
+        note_boot(self.dir, BootCommand(boot.loader, tuple(boot.bhyve), self._wall_clock()))
         try:
             start = (self.dir / BOOT_LOG).stat().st_size
         except FileNotFoundError:
             start = 0
         write_atomic(self.dir / BOOT_LOG_START, f"{start}\n")
-        loader = boot.loader or ()
         argv = ["/bin/sh", str(self._shim), str(self.dir), str(len(loader)), *loader, *boot.bhyve]
         proc = self._runner.spawn(argv, output=self.dir / BOOT_LOG)
         self._children[proc.pid] = proc

@@ -10,6 +10,7 @@ with the same pid, as the process the supervisor spawned.
 from __future__ import annotations
 
 import os
+import sys
 
 from reconciler.sim import state as st
 from reconciler.sim import vmm
@@ -226,7 +227,7 @@ def bhyve(store: st.Store, args: list[str], out: Output) -> int:
         out.error(f"bhyve: could not activate CPU 0: {exc}")
         return _EX_OSERR
     _open_taps(store, name, options)
-    return _become_guest(store, name, out)
+    return _become_guest(store, name, options, out)
 
 
 def _open_taps(store: st.Store, name: str, options: list[tuple[str, str]]) -> None:
@@ -247,7 +248,25 @@ def _open_taps(store: st.Store, name: str, options: list[tuple[str, str]]) -> No
     store.dirty = True
 
 
-def _become_guest(store: st.Store, name: str, out: Output) -> int:
+def _open_console(store: st.Store, name: str, options: list[tuple[str, str]], out: Output) -> str:
+    """The com1 nmdm pair, its A side for the guest (fd 4 of bhyve.sh); its B side's path
+    under the root, or "" when com1 is no nmdm device (or no pty could be had)."""
+    from reconciler.sim import nmdm
+
+    _, consoles = _lpc(options)
+    if not consoles or nmdm.b_side(consoles[0]) is None:
+        return ""
+    memory = next((v for letter, v in reversed(options) if letter == "m"), "256M")
+    cpus = next((v for letter, v in reversed(options) if letter == "c"), "1")
+    release = store.state["sysctl"].get("kern.osrelease", st.DEFAULT_RELEASE)
+    pair = nmdm.open_pair(store.root, consoles[0], nmdm.banner(release, name, cpus, memory))
+    if pair is None:
+        return ""
+    out.exec_fds[nmdm.CONSOLE_FD] = pair[0]
+    return pair[1]
+
+
+def _become_guest(store: st.Store, name: str, options: list[tuple[str, str]], out: Output) -> int:
     guests = store.state["guests"]
     guest = guests.setdefault(name, st.new_guest())
     guest["boots"] += 1
@@ -269,8 +288,12 @@ def _become_guest(store: st.Store, name: str, out: Output) -> int:
         return status
     if not os.path.exists(os.path.join(directory, "wake")):
         os.mkfifo(os.path.join(directory, "wake"))
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bhyve.sh")
+    here = os.path.dirname(os.path.abspath(__file__))
+    console = _open_console(store, name, options, out)
     out.exec_file = "/bin/sh"
-    # argv[0] stands in for bhyve's setproctitle("bhyve: NAME").
-    out.exec_argv = [f"bhyve: {name}", script, directory]
+    # argv[0] stands in for bhyve's setproctitle("bhyve: NAME"). What follows the guest's
+    # directory is for its console getty (console.py): the B side, the interpreter, the package.
+    package = os.path.dirname(os.path.dirname(here))
+    script = os.path.join(here, "bhyve.sh")
+    out.exec_argv = [f"bhyve: {name}", script, directory, console, sys.executable, package]
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -91,6 +92,7 @@ class SimulatedHost(GuestControls):
                 firmware.write_bytes(b"simulated edk2 " + name.encode() + b"\n")
         for tool in TOOLS:
             self._write_wrapper(tool)
+        self._provide_cu()
         if not (self._sim_dir / "state").exists():
             with open(self._sim_dir / "lock", "a"):
                 pass
@@ -121,6 +123,36 @@ class SimulatedHost(GuestControls):
             tmp.write_text(text)
             tmp.chmod(0o755)
             tmp.replace(wrapper)
+
+    def _provide_cu(self) -> None:
+        """A simulated cu(1) when the machine has none, so `console` works for anyone."""
+        wrapper = self.bin_dir / "cu"
+        others = os.pathsep.join(
+            p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != self.bin_dir
+        )
+        if shutil.which("cu", path=others) is not None:
+            wrapper.unlink(missing_ok=True)
+            return
+        text = (
+            f"#!{sys.executable} -SE\n"
+            "import sys\n"
+            f"sys.path.insert(0, {_PACKAGE_PARENT!r})\n"
+            "from reconciler.sim.cu import main\n"
+            "sys.exit(main(sys.argv[1:]))\n"
+        )
+        if not wrapper.exists() or wrapper.read_text() != text:
+            tmp = wrapper.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            tmp.replace(wrapper)
+
+    def open_console(self, name: str, peer: str) -> Path:
+        """What `bhyve-reconciler console` does here before it runs cu: the path of guest
+        `name`'s console B side `peer` (an nmdm device) under the root, its getty started for
+        the session. LookupError when the guest or its console is not there."""
+        from reconciler.sim.console import open_console
+
+        return Path(open_console(str(self.root), name, peer, str(self.path(peer))))
 
     def env(self) -> dict[str, str]:
         """os.environ with the simulated tools first on PATH."""

@@ -28,6 +28,7 @@ class Output:
         # bhyve hands its process over to the long-running guest script once set up.
         self.exec_argv: list[str] | None = None
         self.exec_file = ""
+        self.exec_fds: dict[int, int] = {}  # fd the exec'd program gets -> fd it is now
 
     def print(self, line: str) -> None:
         self.out.append(line + "\n")
@@ -108,5 +109,10 @@ def main(tool: str, root: str, args: list[str]) -> int:
         sys.stderr.buffer.write(err.encode("utf-8", "surrogateescape"))
         sys.stderr.buffer.flush()
     if output.exec_argv is not None:
+        for target, source in output.exec_fds.items():
+            if source != target:
+                os.dup2(source, target)
+                os.close(source)
+            os.set_inheritable(target, True)
         os.execv(output.exec_file, output.exec_argv)
     return status

@@ -18,8 +18,8 @@ from reconciler.status import (
     GuestStatus,
     StatusWriter,
     read_status,
-    render_table,
 )
+from reconciler.statusview import render_table
 
 
 def test_command_reaches_the_loop_and_the_answer_comes_back(tmp_path: Path) -> None:
@@ -103,6 +103,10 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
     assert table[0].split() == [
         "NAME",
         "STATE",
+        "CPUS",
+        "MEMORY",
+        "LOADER",
+        "CONSOLE/VNC",
         "PID",
         "UPTIME",
         "BOOTS",
@@ -112,9 +116,10 @@ def test_status_round_trips_and_renders(tmp_path: Path) -> None:
         "RESTART",
         "ERROR",
     ]
-    assert table[1].split()[:6] == ["db", "crash-loop", "-", "-", "3", "4"]
+    # Neither row says which spec it runs: CPUS, MEMORY, LOADER and CONSOLE/VNC are "-".
+    assert table[1].split()[:10] == ["db", "crash-loop", *["-"] * 6, "3", "4"]
     assert "in 4s" in table[1] and "bhyve exited 4" in table[1]
-    assert table[2].split()[:5] == ["web", "running", "77", "1m40s", "2"]
+    assert table[2].split()[:9] == ["web", "running", *["-"] * 4, "77", "1m40s", "2"]
     assert table[3] == "problem: conf.d/x.toml: cpus: must be at least 1"
 
 
@@ -159,3 +164,15 @@ def test_fields_a_newer_daemon_wrote_are_ignored(tmp_path: Path) -> None:
     status = read_status(tmp_path)
     assert status is not None
     assert status.guests == (GuestStatus(name="a", state="running"),)
+
+
+def test_a_run_dir_too_deep_for_a_unix_socket_is_one_clear_error(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    server = ControlServer(deep, lambda request: None)
+    with pytest.raises(DaemonError) as caught:
+        server.start()
+    assert str(caught.value) == (
+        f"cannot listen on {deep / 'control.sock'}: the path is too long for a UNIX socket "
+        f"({len(str(deep / 'control.sock'))} bytes): choose a shorter run_dir (or --sim-dir)"
+    )

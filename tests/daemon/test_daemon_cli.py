@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 from daemon_harness import Harness, guest_toml
@@ -22,10 +24,10 @@ def test_status_shows_every_guest_from_the_running_daemon(harness: Harness) -> N
 
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
-    assert header.split()[:3] == ["NAME", "STATE", "PID"]
-    assert [row.split()[:3] for row in rows] == [
-        ["vm1", "running", str(pid)],
-        ["vm2", "stopped", "-"],
+    assert header.split()[:7] == ["NAME", "STATE", "CPUS", "MEMORY", "LOADER", "CONSOLE/VNC", "PID"]
+    assert [row.split()[:7] for row in rows] == [
+        ["vm1", "running", "1", "256M", "bhyveload", "nmdm-vm1.1B", str(pid)],
+        ["vm2", "stopped", "1", "256M", "bhyveload", "nmdm-vm2.1B", "-"],
     ]
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
@@ -44,7 +46,7 @@ def test_stop_holds_a_guest_and_start_and_restart_boot_it(harness: Harness) -> N
     stopped = harness.cli("stop", "vm1")
 
     assert stopped.returncode == 0, stopped.stderr
-    assert stopped.stdout.splitlines()[-1] == "vm1: held"
+    assert stopped.stdout.splitlines()[-1] == "vm1: held (it shut down on ACPI)"
     assert harness.state("vm1") == "held"
     assert "vm1" not in harness.sim.vms()
     (exited,) = harness.events("guest.exited", guest="vm1")
@@ -55,8 +57,8 @@ def test_stop_holds_a_guest_and_start_and_restart_boot_it(harness: Harness) -> N
     started = harness.cli("start", "vm1")
 
     assert started.returncode == 0, started.stderr
-    assert started.stdout.splitlines()[-1] == "vm1: running"
     second = harness.wait_running("vm1", not_pid=first)
+    assert started.stdout.splitlines()[-1] == f"vm1: running (pid {second})"
     assert harness.sim.boots("vm1") == 2
 
     restarted = harness.cli("restart", "vm1")
@@ -111,6 +113,8 @@ def test_without_a_daemon_the_commands_say_so(harness: Harness) -> None:
 
 
 def test_console_runs_cu_on_the_nmdm_b_side(harness: Harness) -> None:
+    """On FreeBSD (the driver with the tools on PATH): cu on /dev/nmdm-NAME.1B. The simulated
+    host's console, under its root, is tests/console's."""
     harness.put("vm1", guest_toml("vm1"))
     bin_dir = harness.tmp / "bin"
     bin_dir.mkdir()
@@ -118,9 +122,11 @@ def test_console_runs_cu_on_the_nmdm_b_side(harness: Harness) -> None:
     cu.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\nexit 7\n')
     cu.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}")
+    config = str(harness.config)
+    argv = [sys.executable, "-m", "reconciler", "--config", config, "--host", "freebsd"]
 
-    console = harness.cli("console", "vm1", env=env)
-    unknown = harness.cli("console", "nosuch", env=env)
+    console = subprocess.run([*argv, "console", "vm1"], capture_output=True, text=True, env=env)
+    unknown = subprocess.run([*argv, "console", "nosuch"], capture_output=True, text=True, env=env)
 
     # cu replaced the CLI: its argv and its exit status are what the operator gets.
     assert (console.returncode, console.stdout.splitlines()) == (7, ["-l", "/dev/nmdm-vm1.1B"])

@@ -50,6 +50,10 @@ def test_a_missing_image_waits_without_backoff_and_boots_once_it_appears(
     wait_for(lambda: waits in host_errors(harness), "the wait to show in status")
     assert harness.sim.boots("web1") == 0
     assert not harness.sim.path("/vm/web1/disk0.img").exists()
+    status = harness.status()  # the guest has its row, saying why it waits
+    assert status is not None
+    row = next(g for g in status.guests if g.name == "web1")
+    assert (row.state, row.last_error) == ("waiting", f"the image {IMAGE} does not exist (yet)")
 
     write_image(harness)
     daemon.send_signal(signal.SIGHUP)  # a pass: an image appearing is no conf.d event

@@ -90,8 +90,8 @@ def test_host_names_compare_without_case() -> None:
 
 def test_host_and_shared_storage_are_refused_with_reasons() -> None:
     assert parse(f'host = "-hv1"\n{DISK}')[1] == [
-        "host: expected a host name: letters, digits, inner `-`, labels separated by `.`, "
-        'got "-hv1"'
+        "host: expected a host name: dot-separated labels of 1-63 letters, digits and `-`, "
+        'not starting or ending with `-`, at most 253 in all, got "-hv1"'
     ]
     zvol = 'shared_storage = true\n[[disk]]\nzvol = "tank/web"\n'
     assert parse(zvol)[1][0].startswith("shared_storage: needs the first [[disk]] to be an image")

@@ -50,7 +50,9 @@ def test_zfs_failing_blocks_only_the_zvol_guest(harness: Harness) -> None:
     )
     assert any(e.startswith("observe: zfs list") and ZFS_DOWN in e for e in status.host_errors)
     assert harness.sim.boots("vz") == 0
-    assert harness.guest("vz") is None  # no supervisor: nothing tries to boot it
+    vz = harness.guest("vz")  # a row that says why it waits; no supervisor tries to boot it
+    assert vz is not None and vz.state == "waiting" and vz.last_error is not None
+    assert "zfs" in vz.last_error
 
     # Once zfs answers again, the next pass creates the volume and boots the guest.
     harness.sim.clear_faults()

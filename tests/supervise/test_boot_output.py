@@ -46,8 +46,13 @@ def test_only_this_boots_part_of_the_log_is_read(ops: ShimGuestOps, tmp_path: Pa
     assert ops.boot_output() == b"vm_run error -1, errno 6\n"
     boot(ops, tmp_path, "a clean power-off")
     assert ops.boot_output() == b"a clean power-off\n"
-    log = (ops.dir / BOOT_LOG).read_bytes()
-    assert log == b"vm_run error -1, errno 6\na clean power-off\n"  # the log keeps both
+    # The log keeps both, each after the `--- WHEN boot: COMMAND` line `logs` shows.
+    lines = (ops.dir / BOOT_LOG).read_bytes().splitlines()
+    assert [line for line in lines if not line.startswith(b"--- ")] == [
+        b"vm_run error -1, errno 6",
+        b"a clean power-off",
+    ]
+    assert [line.startswith(b"--- ") for line in lines] == [True, False, True, False]
 
 
 def test_a_long_boot_log_is_read_from_its_end_only(ops: ShimGuestOps, tmp_path: Path) -> None:
