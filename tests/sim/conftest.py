@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sim_tools import Boot, Run
 
 from reconciler.sim import SimulatedHost
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -28,9 +27,6 @@ def tool(host: SimulatedHost) -> Run:
         )
 
     return run
-
-
-Boot = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@ daemon's back."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
+from sim_tools import Run
 
 from reconciler.sim import SimulatedHost
 from reconciler.sim.host import CommandRecord
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_every_tool_run_is_logged_in_order_with_its_status(host: SimulatedHost, tool: Run) -> None:

@@ -6,17 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sim_tools import Boot, Run
 
 from reconciler.facts import parse_ifconfig
 from reconciler.sim import SimulatedHost
 from reconciler.sim.host import CommandRecord
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-Boot = Callable[..., subprocess.Popen[str]]
 
 GUEST = "guestname"
 DISK = "/vm/guest.img"

@@ -3,13 +3,10 @@ output that parses back into the state."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
+from sim_tools import Run
 
 from reconciler.facts import Interface, parse_ifconfig
 from reconciler.sim import SimulatedHost
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_fresh_host_has_loopback_and_physical_nics_up(host: SimulatedHost) -> None:

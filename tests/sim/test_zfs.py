@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
+from sim_tools import Run
 
 from reconciler.facts import parse_zfs_volumes
 from reconciler.sim import SimulatedHost
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
 LIST = ("zfs", "list", "-H", "-p", "-t", "volume", "-o", "name,volsize")
 
 

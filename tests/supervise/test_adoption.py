@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from structlog.testing import capture_logs
-from supervise_fakes import FakeClock, FakeOps, Rig, guest
+from supervise_fakes import FakeClock, FakeOps, SupervisorRig, guest
 
 from reconciler.policy import ExitStatus
 from reconciler.supervise import BootRecord
@@ -13,11 +13,11 @@ SHIM, BHYVE = 501, 502
 
 def rig_with(
     rec: BootRecord, *, live: tuple[int, ...] = (), vm: bool = False, **fields: object
-) -> Rig:
+) -> SupervisorRig:
     clock = FakeClock()
     ops = FakeOps(clock)
     ops.set_record(rec, live=live, vm=vm)
-    return Rig(guest(**fields), ops=ops, clock=clock)  # type: ignore[arg-type]
+    return SupervisorRig(guest(**fields), ops=ops, clock=clock)  # type: ignore[arg-type]
 
 
 def test_live_guest_is_adopted_and_no_second_bhyve_starts() -> None:
@@ -41,7 +41,7 @@ def test_adopted_guest_whose_spec_changed_meanwhile_is_not_restarted() -> None:
     clock = FakeClock()
     ops = FakeOps(clock)
     ops.set_record(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE), live=(SHIM, BHYVE), vm=True)
-    rig = Rig(guest(cpus=8), ops=ops, clock=clock)
+    rig = SupervisorRig(guest(cpus=8), ops=ops, clock=clock)
     rig.sup.poll()
     assert rig.ops.names() == []
     rig.sup.desire(guest(cpus=2))
@@ -156,14 +156,14 @@ def test_record_of_a_guest_whose_file_went_away_is_stopped_and_forgotten() -> No
     clock = FakeClock()
     ops = FakeOps(clock)
     ops.set_record(BootRecord(shim_pid=SHIM, bhyve_pid=BHYVE), live=(SHIM, BHYVE), vm=True)
-    rig = Rig(None, ops=ops, clock=clock)
+    rig = SupervisorRig(None, ops=ops, clock=clock)
     rig.sup.poll()
     assert rig.ops.names() == ["signal-SIGTERM", "destroy", "forget"]
     assert rig.sup.finished
 
 
 def test_no_record_and_no_file_does_nothing_but_forget() -> None:
-    rig = Rig(None)
+    rig = SupervisorRig(None)
     rig.sup.poll()
     assert rig.ops.names() == ["forget"]
     assert rig.sup.finished

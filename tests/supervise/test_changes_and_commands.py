@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
 from reconciler.supervise import CommandRefused
 
 
 def test_on_change_restart_stops_gracefully_then_boots_the_new_spec() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     pid = rig.boot_to_running()
     rig.sup.desire(guest(cpus=4))
     assert rig.ops.calls[1:] == [
@@ -22,7 +22,7 @@ def test_on_change_restart_stops_gracefully_then_boots_the_new_spec() -> None:
 
 
 def test_on_change_next_boot_keeps_running_until_the_guest_reboots() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     rig.boot_to_running()
     rig.sup.desire(guest(cpus=4, on_change="next-boot"))
     rig.clock.advance(3600)
@@ -37,7 +37,7 @@ def test_on_change_next_boot_keeps_running_until_the_guest_reboots() -> None:
 
 
 def test_unchanged_spec_reboot_keeps_the_vm_after_a_next_boot_edit_is_applied() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     rig.boot_to_running()
     rig.sup.desire(guest(cpus=4, on_change="next-boot"))
     rig.ops.end("bhyve", 0)
@@ -59,7 +59,7 @@ def test_unchanged_spec_reboot_keeps_the_vm_after_a_next_boot_edit_is_applied() 
     ],
 )
 def test_policy_only_changes_do_not_restart(changed: object) -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.desire(changed)  # type: ignore[arg-type]
     assert rig.ops.names() == ["spawn"]
@@ -67,7 +67,7 @@ def test_policy_only_changes_do_not_restart(changed: object) -> None:
 
 
 def test_policy_change_applies_to_the_next_exit() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.desire(guest(restart="always"))
     rig.ops.end("bhyve", 1)
@@ -76,7 +76,7 @@ def test_policy_change_applies_to_the_next_exit() -> None:
 
 
 def test_same_spec_again_changes_nothing() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.desire(guest())
     rig.sup.desire(guest())
@@ -84,7 +84,7 @@ def test_same_spec_again_changes_nothing() -> None:
 
 
 def test_stop_holds_until_start() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.stop()
     rig.sup.desire(guest())  # the periodic resync hands the same file again
@@ -97,7 +97,7 @@ def test_stop_holds_until_start() -> None:
 
 
 def test_a_changed_file_releases_a_hold() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.stop()
     rig.sup.desire(guest(memory="1G"))
@@ -106,7 +106,7 @@ def test_a_changed_file_releases_a_hold() -> None:
 
 
 def test_start_boots_a_powered_off_guest() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
@@ -116,7 +116,7 @@ def test_start_boots_a_powered_off_guest() -> None:
 
 
 def test_start_boots_a_crash_looping_guest_now_and_forgives_its_crashes() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     for _ in range(3):
         rig.ops.end("bhyve", 4)
@@ -137,7 +137,7 @@ def test_start_boots_a_crash_looping_guest_now_and_forgives_its_crashes() -> Non
 
 
 def test_start_boots_a_guest_in_error() -> None:
-    rig = Rig(guest(restart="never"))
+    rig = SupervisorRig(guest(restart="never"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
@@ -147,7 +147,7 @@ def test_start_boots_a_guest_in_error() -> None:
 
 
 def test_stop_cancels_a_pending_crash_restart() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
@@ -160,14 +160,14 @@ def test_stop_cancels_a_pending_crash_restart() -> None:
 
 
 def test_start_while_running_does_nothing() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.start()
     assert rig.ops.names() == ["spawn"]
 
 
 def test_start_during_a_stop_boots_once_the_stop_ends() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.sup.stop()
@@ -181,7 +181,7 @@ def test_start_during_a_stop_boots_once_the_stop_ends() -> None:
 
 
 def test_restart_stops_gracefully_then_boots() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.restart()
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy", "spawn"]
@@ -189,7 +189,7 @@ def test_restart_stops_gracefully_then_boots() -> None:
 
 
 def test_start_and_restart_refuse_a_guest_whose_file_says_stopped() -> None:
-    rig = Rig(guest(state="stopped"))
+    rig = SupervisorRig(guest(state="stopped"))
     rig.sup.poll()
     with pytest.raises(CommandRefused, match="stopped"):
         rig.sup.start()
@@ -199,7 +199,7 @@ def test_start_and_restart_refuse_a_guest_whose_file_says_stopped() -> None:
 
 
 def test_commands_refuse_a_removed_guest() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()

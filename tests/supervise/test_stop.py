@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from structlog.testing import capture_logs
-from supervise_fakes import FakeClock, Rig, guest
+from supervise_fakes import FakeClock, SupervisorRig, guest
 
 TIMEOUT = 30.0
 GRACE = 5.0  # supervise.KILL_GRACE
@@ -12,7 +12,7 @@ GRACE = 5.0  # supervise.KILL_GRACE
 STEP = 0.25  # how often the fake daemon polls; an exit is seen at the next poll
 
 
-def run_until_settled(rig: Rig, step: float = STEP, limit: float = 600.0) -> None:
+def run_until_settled(rig: SupervisorRig, step: float = STEP, limit: float = 600.0) -> None:
     end = rig.clock.now + limit
     while not rig.sup.settled and rig.clock.now < end:
         rig.clock.advance(step)
@@ -20,7 +20,7 @@ def run_until_settled(rig: Rig, step: float = STEP, limit: float = 600.0) -> Non
 
 
 def test_acpi_guest_stops_on_sigterm_and_is_destroyed() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     pid = rig.boot_to_running()
     rig.sup.stop()
     assert rig.ops.calls[1:] == [
@@ -33,7 +33,7 @@ def test_acpi_guest_stops_on_sigterm_and_is_destroyed() -> None:
 
 
 def test_guest_ignoring_acpi_is_forced_off_after_stop_timeout_exactly() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     pid = rig.boot_to_running()
     rig.ops.acpi = False
     t0 = rig.clock.now
@@ -52,7 +52,7 @@ def test_guest_ignoring_acpi_is_forced_off_after_stop_timeout_exactly() -> None:
 
 
 def test_full_escalation_sigterm_poweroff_sigkill_destroy() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     pid = rig.boot_to_running()
     shim = rig.ops.rec.shim_pid
     rig.ops.acpi = False
@@ -72,7 +72,7 @@ def test_full_escalation_sigterm_poweroff_sigkill_destroy() -> None:
 
 
 def test_the_guests_own_stop_timeout_wins_over_the_default() -> None:
-    rig = Rig(guest(stop_timeout=7.0), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(stop_timeout=7.0), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = False
     t0 = rig.clock.now
@@ -82,7 +82,7 @@ def test_the_guests_own_stop_timeout_wins_over_the_default() -> None:
 
 
 def test_a_stop_always_ends_even_when_nothing_dies() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = rig.ops.poweroff_works = rig.ops.dies_on_kill = False
     t0 = rig.clock.now
@@ -97,7 +97,7 @@ def test_a_stop_always_ends_even_when_nothing_dies() -> None:
 
 
 def test_guest_in_its_loader_gets_sigterm_then_sigkill() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.sup.poll()
     loader = rig.ops.run_loader()
     rig.ops.loader_obeys_term = False
@@ -114,7 +114,7 @@ def test_guest_in_its_loader_gets_sigterm_then_sigkill() -> None:
 
 
 def test_loader_that_obeys_sigterm_ends_the_stop_at_once() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.sup.poll()
     rig.ops.run_loader()
     rig.sup.stop()
@@ -123,7 +123,7 @@ def test_loader_that_obeys_sigterm_ends_the_stop_at_once() -> None:
 
 
 def test_bhyve_starting_during_a_loader_stop_gets_its_sigterm_and_timeout() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.sup.poll()
     rig.ops.run_loader()
     rig.ops.loader_obeys_term = False
@@ -139,7 +139,7 @@ def test_bhyve_starting_during_a_loader_stop_gets_its_sigterm_and_timeout() -> N
 
 def test_ten_guests_ignoring_acpi_stop_in_one_stop_timeout() -> None:
     clock = FakeClock()
-    rigs = [Rig(guest(f"vm{i}"), stop_timeout=TIMEOUT, clock=clock) for i in range(10)]
+    rigs = [SupervisorRig(guest(f"vm{i}"), stop_timeout=TIMEOUT, clock=clock) for i in range(10)]
     for rig in rigs:
         rig.boot_to_running()
         rig.ops.acpi = False
@@ -156,7 +156,7 @@ def test_ten_guests_ignoring_acpi_stop_in_one_stop_timeout() -> None:
 
 
 def test_file_saying_stopped_stops_gracefully_and_a_later_running_boots() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     pid = rig.boot_to_running()
     rig.sup.desire(guest(state="stopped"))
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy"]
@@ -171,7 +171,7 @@ def test_file_saying_stopped_stops_gracefully_and_a_later_running_boots() -> Non
 
 
 def test_removed_file_stops_gracefully_destroys_and_forgets() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.sup.desire(None)
@@ -183,7 +183,7 @@ def test_removed_file_stops_gracefully_destroys_and_forgets() -> None:
 
 
 def test_removed_file_of_a_guest_that_is_off_just_forgets_it() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
@@ -193,7 +193,7 @@ def test_removed_file_of_a_guest_that_is_off_just_forgets_it() -> None:
 
 
 def test_daemon_shutdown_stops_without_holding_and_boots_nothing() -> None:
-    rig = Rig(guest(restart="always"), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(restart="always"), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.sup.shutdown()
     rig.clock.advance(60)
@@ -204,7 +204,7 @@ def test_daemon_shutdown_stops_without_holding_and_boots_nothing() -> None:
 
 
 def test_guest_that_crashes_while_stopping_just_ends_the_stop() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.sup.stop()

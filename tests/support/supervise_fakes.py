@@ -182,7 +182,7 @@ class FakeOps:
         self.forgotten = True
 
 
-class Rig:
+class SupervisorRig:
     """One supervised guest on a fake clock with fake ops."""
 
     def __init__(
