@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import Harness, guest_toml
 
 from reconciler.config import DaemonConfig
 from reconciler.daemon import FULL_SWEEP_EVERY, Daemon
@@ -94,7 +94,7 @@ def test_with_the_record_watcher_up_a_lost_boot_is_found_within_a_full_sweep(
     for _ in range(FULL_SWEEP_EVERY + 1):
         before = harness.observations()
         daemon.send_signal(signal.SIGHUP)  # a pass (re-reading the config)
-        wait_for(lambda before=before: harness.observations() > before, "a pass")
+        harness.wait_pass(before)
         if harness.state("vm1") not in ("running", None):
             return
     raise AssertionError(f"vm1 still {harness.state('vm1')} after {FULL_SWEEP_EVERY + 1} passes")

@@ -134,7 +134,9 @@ def test_editor_debris_is_ignored(harness: Harness) -> None:
     # The watcher still works: a real spec is picked up.
     harness.put("y", guest_toml("y"))
     harness.wait_running("y")
-    assert [g.name for g in harness.status().guests] == ["y"]  # type: ignore[union-attr]
+    status = harness.status()
+    assert status is not None
+    assert [g.name for g in status.guests] == ["y"]
 
 
 def test_a_second_daemon_on_the_same_run_dir_refuses_to_start(harness: Harness) -> None:

@@ -29,7 +29,7 @@ from reconciler.actions import (
     StopGuest,
 )
 from reconciler.errors import HostCommandError
-from reconciler.facts import DiskFile, HostFacts, Interface
+from reconciler.facts import DiskFile, HostFacts, Interface, Observation
 from reconciler.host.freebsd import execute_actions
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
@@ -194,7 +194,8 @@ def host_facts(draw: st.DrawFn) -> HostFacts:
             f"/vm/{n}.img": DiskFile(exists=True) for n in draw(st.sets(st.sampled_from(NAMES)))
         },
     )
-    unobserved = draw(st.sets(st.sampled_from(["modules", "interfaces", "zvols", "vms"])))
+    observations: list[Observation] = ["modules", "interfaces", "zvols", "vms"]
+    unobserved = draw(st.sets(st.sampled_from(observations)))
     return HostFacts(
         modules=None if "modules" in unobserved else facts.modules,
         sysctls=facts.sysctls,

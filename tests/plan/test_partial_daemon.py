@@ -26,8 +26,8 @@ def test_zfs_failing_blocks_only_the_zvol_guest(harness: Harness) -> None:
     wait_for(lambda: harness.guest("old") is None, "old to be stopped and retired")
     assert harness.bhyve_processes("old") == []
     assert old_pid not in harness.bhyve_processes("new")
-    status = wait_for(
-        lambda: (s := harness.status()) and any("guest vz waits" in e for e in s.host_errors) and s,
+    status = harness.wait_status(
+        lambda s: any("guest vz waits" in e for e in s.host_errors),
         "status to say vz waits for zfs",
     )
     assert any(e.startswith("observe: zfs list") and ZFS_DOWN in e for e in status.host_errors)

@@ -37,14 +37,16 @@ def example(key: Key) -> Any:
         return example_table(kind.spec)
     if isinstance(kind, TableArray):
         # One table per alternative of a one-of (a disk's path or zvol).
-        alternatives = [name for name, _what in kind.spec.one_of] or [None]
+        alternatives: list[str | None] = [name for name, _what in kind.spec.one_of] or [None]
         return [example_table(kind.spec, only=alt) for alt in alternatives]
     if isinstance(kind, TableMap):
         return {kind.name_example: example(kind.entry)}
     return key.example
 
 
-def example_table(spec: TableSpec, *, only: str | None = None, when: dict[str, Any] | None = None):
+def example_table(
+    spec: TableSpec, *, only: str | None = None, when: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every key of `spec` at its example; of a one-of only `only` (default: the first);
     keys that need another key's value only when `when` gives that value."""
     one_of = [name for name, _what in spec.one_of]

@@ -24,7 +24,7 @@ def test_loader_phase_shows_starting_until_bhyve_runs() -> None:
     rig.sup.poll()
     rig.ops.run_loader()
     rig.sup.poll()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.sup.snapshot().pid is None
 
 
@@ -43,7 +43,7 @@ def test_guest_reboot_runs_loader_and_bhyve_again_without_destroying() -> None:
         rig.sup.poll()
     assert rig.ops.names() == ["spawn", "spawn"]
     assert rig.ops.vm  # the VM survived the reboot
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.sup.snapshot().boots == 2
     exited = [e for e in logs if e["event"] == "guest.exited"]
     assert exited == [
@@ -61,7 +61,7 @@ def test_guest_reboot_runs_loader_and_bhyve_again_without_destroying() -> None:
     rig.ops.run_loader()
     pid = rig.ops.run_bhyve()
     rig.sup.poll()
-    assert (rig.sup.state, rig.sup.snapshot().pid) == ("running", pid)
+    assert (rig.state(), rig.sup.snapshot().pid) == ("running", pid)
 
 
 @pytest.mark.parametrize("status", [1, 2])
@@ -72,7 +72,7 @@ def test_power_off_or_halt_destroys_and_stays_off(status: int) -> None:
     rig.sup.poll()
     rig.clock.advance(3600)
     rig.sup.poll()
-    assert rig.sup.state == "powered-off"
+    assert rig.state() == "powered-off"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert not rig.ops.vm
     assert rig.ops.rec.outcome == "powered-off"
@@ -86,7 +86,7 @@ def test_loader_quit_or_reboot_at_its_menu_counts_as_stopping(status: int) -> No
     rig.ops.run_loader()
     rig.ops.end("loader", status)
     rig.sup.poll()
-    assert rig.sup.state == "powered-off"
+    assert rig.state() == "powered-off"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert rig.sup.snapshot().last_exit_meaning == ("loader-quit", "loader-reboot")[status - 1]
 
@@ -97,7 +97,7 @@ def test_restart_always_boots_again_after_power_off_at_once() -> None:
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
     assert rig.ops.names() == ["spawn", "destroy", "spawn"]
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_restart_always_backs_off_a_guest_that_keeps_powering_off() -> None:
@@ -108,7 +108,7 @@ def test_restart_always_backs_off_a_guest_that_keeps_powering_off() -> None:
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
-    assert rig.sup.state == "crash-loop"
+    assert rig.state() == "crash-loop"
     assert rig.sup.snapshot().next_restart_at == rig.clock.now + 1.0
 
 
@@ -138,7 +138,7 @@ def test_restart_never_leaves_a_failed_guest_off_in_error() -> None:
     rig.sup.poll()
     rig.clock.advance(3600)
     rig.sup.poll()
-    assert rig.sup.state == "error"
+    assert rig.state() == "error"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert rig.sup.snapshot().last_exit_meaning == "triple-fault"
 
@@ -174,7 +174,7 @@ def test_a_boot_that_cannot_be_prepared_is_retried_with_backoff() -> None:
     rig.clock.advance(1.0)
     rig.sup.poll()
     assert rig.ops.names() == ["spawn"]
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_uefi_guest_has_no_loader_phase() -> None:

@@ -27,7 +27,7 @@ def test_acpi_guest_stops_on_sigterm_and_is_destroyed() -> None:
         (rig.clock.now, "signal-SIGTERM", pid),
         (rig.clock.now, "destroy", None),
     ]
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     assert rig.ops.rec.outcome == "held"
     assert rig.sup.snapshot().last_exit_meaning == "poweroff"
 
@@ -39,14 +39,14 @@ def test_guest_ignoring_acpi_is_forced_off_after_stop_timeout_exactly() -> None:
     t0 = rig.clock.now
     with capture_logs() as logs:
         rig.sup.stop()
-        assert rig.sup.state == "stopping"
+        assert rig.state() == "stopping"
         assert rig.sup.next_deadline() == t0 + TIMEOUT
         run_until_settled(rig)
     assert rig.ops.times("signal-SIGTERM") == [t0]
     assert rig.ops.times("force-poweroff") == [t0 + TIMEOUT]
     assert rig.ops.times("destroy") == [t0 + TIMEOUT + STEP]
     assert "signal-SIGKILL" not in rig.ops.names()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     forced = [e for e in logs if e["event"] == "guest.forced_poweroff"]
     assert [(e["guest"], e["pid"], e["after"]) for e in forced] == [("vm1", pid, TIMEOUT)]
 
@@ -68,7 +68,7 @@ def test_full_escalation_sigterm_poweroff_sigkill_destroy() -> None:
         (TIMEOUT + GRACE, "signal-SIGKILL", shim),
         (TIMEOUT + GRACE + STEP, "destroy", None),
     ]
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
 
 
 def test_the_guests_own_stop_timeout_wins_over_the_default() -> None:
@@ -89,7 +89,7 @@ def test_a_stop_always_ends_even_when_nothing_dies() -> None:
     with capture_logs() as logs:
         rig.sup.stop()
         run_until_settled(rig)
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     assert rig.clock.now == t0 + TIMEOUT + 2 * GRACE
     assert rig.ops.times("destroy") == [t0 + TIMEOUT + 2 * GRACE]
     assert "guest.stop_abandoned" in [e["event"] for e in logs]
@@ -110,7 +110,7 @@ def test_guest_in_its_loader_gets_sigterm_then_sigkill() -> None:
         (GRACE + STEP, "destroy"),
     ]
     assert "force-poweroff" not in rig.ops.names()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
 
 
 def test_loader_that_obeys_sigterm_ends_the_stop_at_once() -> None:
@@ -118,7 +118,7 @@ def test_loader_that_obeys_sigterm_ends_the_stop_at_once() -> None:
     rig.sup.poll()
     rig.ops.run_loader()
     rig.sup.stop()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy"]
 
 
@@ -161,13 +161,13 @@ def test_file_saying_stopped_stops_gracefully_and_a_later_running_boots() -> Non
     rig.sup.desire(guest(state="stopped"))
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy"]
     assert rig.ops.calls[1][2] == pid
-    assert rig.sup.state == "stopped"
+    assert rig.state() == "stopped"
     rig.clock.advance(60)
     rig.sup.poll()
-    assert rig.sup.state == "stopped"
+    assert rig.state() == "stopped"
     rig.sup.desire(guest())
     assert rig.ops.names()[-1] == "spawn"
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_removed_file_stops_gracefully_destroys_and_forgets() -> None:
@@ -198,7 +198,7 @@ def test_daemon_shutdown_stops_without_holding_and_boots_nothing() -> None:
     rig.sup.shutdown()
     rig.clock.advance(60)
     rig.sup.poll()
-    assert rig.sup.state == "stopped"
+    assert rig.state() == "stopped"
     assert rig.ops.rec.outcome == "stopped"  # the next daemon boots it again
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy"]
 
@@ -211,5 +211,5 @@ def test_guest_that_crashes_while_stopping_just_ends_the_stop() -> None:
     rig.clock.advance(2)
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     assert rig.sup.snapshot().next_restart_at is None

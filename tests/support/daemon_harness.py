@@ -153,6 +153,17 @@ class Harness:
     def status(self) -> DaemonStatus | None:
         return read_status(self.run_dir)
 
+    def wait_status(
+        self, holds: Callable[[DaemonStatus], bool], what: str, timeout: float = WAIT
+    ) -> DaemonStatus:
+        """The first status.json for which `holds` is true."""
+
+        def probe() -> DaemonStatus | None:
+            status = self.status()
+            return status if status is not None and holds(status) else None
+
+        return wait_for(probe, what, timeout)
+
     def passes(self) -> int:
         status = self.status()
         assert status is not None, "no status.json yet"
@@ -162,6 +173,10 @@ class Harness:
         """Host observations so far: every pass starts with one `kldstat -v` (status.json's
         `passes` is only rewritten when something else in the status changes)."""
         return sum(argv[:2] == ["kldstat", "-v"] for argv in self.sim.commands())
+
+    def wait_pass(self, after: int, timeout: float = WAIT) -> None:
+        """Until a pass began after `after` observations (see `observations`)."""
+        wait_for(lambda: self.observations() > after, "a pass", timeout)
 
     def guest(self, name: str) -> GuestStatus | None:
         status = self.status()
