@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml, wait_for
 
 
 def kill_daemon(harness: Harness) -> None:
@@ -52,6 +52,7 @@ def test_a_stop_interrupted_by_a_daemon_crash_is_finished_by_the_next_daemon(
 
 
 def test_a_crash_while_no_daemon_ran_is_restarted_with_backoff(harness: Harness) -> None:
+    harness.configure(crash_backoff=VISIBLE_BACKOFF)
     harness.put("vm1", guest_toml("vm1"))
     harness.start()
     harness.wait_running("vm1")

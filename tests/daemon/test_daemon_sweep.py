@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_harness import Harness, guest_toml
+from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml
 
 from reconciler.config import DaemonConfig
 from reconciler.daemon import FULL_SWEEP_EVERY, Daemon
@@ -85,6 +85,8 @@ def test_a_boot_killed_without_a_record_is_found_by_the_next_pass(
 def test_with_the_record_watcher_up_a_lost_boot_is_found_within_a_full_sweep(
     harness: Harness,
 ) -> None:
+    # The lost boot is seen as a crash: its backoff keeps it out of `running` while we look.
+    harness.configure(crash_backoff=VISIBLE_BACKOFF)
     harness.put("vm1", guest_toml("vm1"))
     daemon = harness.start()
     harness.wait_running("vm1")

@@ -24,6 +24,19 @@ from reconciler.status import DaemonStatus, GuestStatus, read_status
 
 T = TypeVar("T")
 WAIT = 15.0  # seconds: generous bound for anything the daemon should do "at once"
+
+# The daemon's [timings] in these tests: production waits shortened so the real daemon runs
+# through crash backoffs in a fraction of a second. `stable_after` stays long: a guest that
+# crashes again within a test is never forgiven, so its backoff grows as the policy says.
+CRASH_BACKOFF = 0.1  # seconds before the first restart after a crash; doubles per crash
+DEBOUNCE = 0.02  # seconds conf.d must be quiet before a pass
+KILL_GRACE = 1.0  # seconds after a forced power-off before SIGKILL
+# A crash backoff a test can watch: long enough for polls of status.json to see the guest in
+# `crash-loop` before it boots again, on a busy machine.
+VISIBLE_BACKOFF = 0.4
+# Room for a wrong action to show: anything the daemon would do at once or after one crash
+# backoff step has happened by then (a bound for the machine being slow, not a timing check).
+ROOM = 5 * CRASH_BACKOFF
 Event = dict[str, Any]
 
 
@@ -36,7 +49,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = WAIT) ->
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def guest_toml(
@@ -69,13 +82,15 @@ class Harness:
         self.conf_dir.mkdir(mode=0o755)
         os.chmod(self.conf_dir, 0o755)
         self.state_dir = self.root / "var/db/bhyve-reconciler"
-        self.run_dir = self.root / "var/run/bhyve-reconciler"
+        # Short: run_dir/control.sock must fit a UNIX socket address (sun_path: 104 bytes on
+        # FreeBSD, 108 on Linux) under pytest's tmp_path, a worker's (popen-gwN/) included.
+        self.run_dir = self.root / "run"
         self.config = tmp_path / "daemon.toml"
         self.configure()
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
-    def configure(self, *, stop_timeout: str = "1s") -> None:
+    def configure(self, *, stop_timeout: str = "1s", crash_backoff: float = CRASH_BACKOFF) -> None:
         self.config.write_text(
             f'conf_dir = "{self.conf_dir}"\n'
             f'state_dir = "{self.state_dir}"\n'
@@ -85,6 +100,12 @@ class Harness:
             'resync_interval = "1h"\n'
             "[bridges.bridge0]\n"
             'members = ["igb0"]\n'
+            "[timings]\n"
+            f"crash_backoff = {crash_backoff}\n"
+            'crash_backoff_max = "1m"\n'
+            'stable_after = "1h"\n'
+            f"kill_grace = {KILL_GRACE}\n"
+            f"debounce = {DEBOUNCE}\n"
         )
 
     # -- the daemon and the CLI ----------------------------------------------------------
