@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml
+from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml, wait_for
 
 from reconciler.config import DaemonConfig
 from reconciler.daemon import FULL_SWEEP_EVERY, Daemon
@@ -63,9 +63,7 @@ def test_an_exit_recorded_between_passes_is_seen_by_the_next_pass(
     sim.wait_for_bhyve("vm1")
     sim.guest_do("vm1", "poweroff")
     exit_record = d.config.run_dir / "guests" / "vm1" / "exit"
-    deadline = time.monotonic() + 10
-    while not exit_record.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(exit_record.exists, "the shim to record the exit")
     d.reconcile()
     assert d.supervisors["vm1"].state == "powered-off"
 

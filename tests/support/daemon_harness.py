@@ -308,7 +308,8 @@ class Harness:
         return [pid for pid, cmdline in self._own_processes() if cmdline.startswith(title)]
 
     def _own_processes(self) -> Iterable[tuple[int, bytes]]:
-        marker = str(self.tmp).encode()
+        # With the separator: test_x1's marker must not match test_x10's processes.
+        marker = os.path.join(self.tmp, "").encode()
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
