@@ -6,12 +6,20 @@ Their support modules live in tests/support, which pytest puts on sys.path (pypr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_harness import Harness
 from e2e_helpers import CliRig, make_rig
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): two workers per usable CPU. The suite mostly waits on
+    real processes (daemons, shims, simulated bhyves), so one worker runs while another waits."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 2 * (cpus or 1)
 
 
 @pytest.fixture
