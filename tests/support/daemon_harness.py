@@ -34,8 +34,8 @@ KILL_GRACE = 1.0  # seconds after a forced power-off before SIGKILL
 # A crash backoff a test can watch: long enough for polls of status.json to see the guest in
 # `crash-loop` before it boots again, on a busy machine.
 VISIBLE_BACKOFF = 0.4
-# Room for a wrong action to show: anything the daemon would do at once or after one crash
-# backoff step has happened by then (a bound for the machine being slow, not a timing check).
+# Room for a wrong action to show before a test checks it did not happen: a wrong restart or
+# boot would come at once or after one crash backoff step, both well within it.
 ROOM = 5 * CRASH_BACKOFF
 Event = dict[str, Any]
 
