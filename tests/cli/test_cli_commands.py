@@ -6,7 +6,7 @@ The expected lines are vmrun.sh's (reference/freebsd-bhyve.md §2) for
 
 from __future__ import annotations
 
-from e2e_helpers import HANDBOOK_SPEC, Rig
+from e2e_helpers import HANDBOOK_SPEC, CliRig
 
 INSTALL = [
     "bhyveload -c /dev/nmdm-guestname.1A -m 1024M"
@@ -22,7 +22,7 @@ DISK_BOOT = [
 ]
 
 
-def test_handbook_guest_installs_from_iso_until_the_disk_gets_a_boot_sector(rig: Rig) -> None:
+def test_handbook_guest_installs_from_iso_until_the_disk_gets_a_boot_sector(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     assert rig.cli("apply").returncode == 0
     disk = rig.sim.path("/vm/guestname/guest.img")
@@ -44,7 +44,7 @@ def test_handbook_guest_installs_from_iso_until_the_disk_gets_a_boot_sector(rig:
     assert proc.stdout.splitlines() == DISK_BOOT
 
 
-def test_commands_for_an_unknown_guest_fails_naming_it(rig: Rig) -> None:
+def test_commands_for_an_unknown_guest_fails_naming_it(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
 
     proc, ran = rig.logged("commands", "nosuchguest")

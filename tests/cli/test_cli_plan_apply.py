@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig
 
 # The Handbook's host preparation, in plan order, as FreeBSD commands (None: file operation).
 HANDBOOK_ARGV = [
@@ -22,7 +22,7 @@ HANDBOOK_ARGV = [
 ]
 
 
-def test_plan_exits_2_with_pending_changes_and_changes_nothing(rig: Rig) -> None:
+def test_plan_exits_2_with_pending_changes_and_changes_nothing(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
 
     proc, ran = rig.logged("plan")
@@ -38,7 +38,7 @@ def test_plan_exits_2_with_pending_changes_and_changes_nothing(rig: Rig) -> None
     assert "tap0" not in rig.sim.interfaces()
 
 
-def test_plan_json_lists_the_actions_with_their_argv(rig: Rig) -> None:
+def test_plan_json_lists_the_actions_with_their_argv(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
 
     proc = rig.cli("plan", "--json")
@@ -52,7 +52,7 @@ def test_plan_json_lists_the_actions_with_their_argv(rig: Rig) -> None:
     assert by_argv[("ifconfig", "bridge0", "addm", "igb0")]["guest"] is None  # the config's
 
 
-def test_plan_exits_0_once_apply_converged_the_host(rig: Rig) -> None:
+def test_plan_exits_0_once_apply_converged_the_host(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     assert rig.cli("apply").returncode == 0
 
@@ -64,7 +64,7 @@ def test_plan_exits_0_once_apply_converged_the_host(rig: Rig) -> None:
     assert json.loads(as_json.stdout) == []
 
 
-def test_off_freebsd_plan_and_apply_refuse_without_simulate(rig: Rig) -> None:
+def test_off_freebsd_plan_and_apply_refuse_without_simulate(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
 
     for command in ("plan", "apply"):

@@ -8,7 +8,7 @@ import json
 from importlib.metadata import version
 
 import pytest
-from e2e_helpers import HANDBOOK_SPEC, Rig
+from e2e_helpers import HANDBOOK_SPEC, CliRig
 
 from reconciler.cli import build_parser, main
 from reconciler.specschema import guest_schema
@@ -68,7 +68,7 @@ def test_the_documented_exit_statuses_of_plan_are_what_it_returns() -> None:
     assert "2  changes are pending" in text
 
 
-def test_apply_ends_with_a_summary(rig: Rig) -> None:
+def test_apply_ends_with_a_summary(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC.replace('state = "stopped"\n', ""))
 
     first = rig.cli("apply")
@@ -93,7 +93,7 @@ def test_apply_ends_with_a_summary(rig: Rig) -> None:
     assert again.stdout.splitlines()[-1] == "0 changed, 1 pending for run, 0 failed"
 
 
-def test_apply_on_a_converged_host_says_so_and_sums_up(rig: Rig) -> None:
+def test_apply_on_a_converged_host_says_so_and_sums_up(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     assert rig.cli("apply").returncode == 0
 

@@ -6,12 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
-from e2e_helpers import Rig
+from e2e_helpers import CliRig
 
 REPO_CONF_D = Path(__file__).resolve().parents[2] / "conf.d"
 
 
-def test_example_conf_d_validates(rig: Rig) -> None:
+def test_example_conf_d_validates(rig: CliRig) -> None:
     examples = sorted(REPO_CONF_D.glob("*.toml"))
     assert len(examples) >= 4
     for example in examples:
@@ -44,7 +44,7 @@ BAD_FILES = {
 }
 
 
-def test_every_bad_file_is_named_with_its_key_and_valid_files_stay_valid(rig: Rig) -> None:
+def test_every_bad_file_is_named_with_its_key_and_valid_files_stay_valid(rig: CliRig) -> None:
     for stem, (text, _) in BAD_FILES.items():
         rig.write_spec(stem, text)
     rig.write_spec("loose", '[[disk]]\npath = "/vm/loose.img"\n', mode=0o666)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import Rig
+from e2e_helpers import CliRig
 
 from reconciler.actions import CreateDiskFile
 from reconciler.converge import Converger
@@ -32,7 +32,7 @@ BIG = GuestSpec(
 SMALL = GuestSpec(name="small", lifecycle=STOPPED, disks=(Disk(path="/vm/small.img", size=MiB),))
 
 
-def converger(rig: Rig) -> Converger:
+def converger(rig: CliRig) -> Converger:
     config = read_config(rig.config)
     host = FreeBSDHost(SubprocessRunner(rig.sim.env()), root=rig.sim.root)
     return Converger(host, config, load_ledger(config.state_dir))
@@ -54,7 +54,7 @@ def held_copy(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threadi
 
 
 def test_a_pass_during_a_copy_does_everything_else_at_once(
-    rig: Rig, held_copy: tuple[threading.Event, threading.Event]
+    rig: CliRig, held_copy: tuple[threading.Event, threading.Event]
 ) -> None:
     started, release = held_copy
     image = rig.sim.path("/vm/images/big.raw")
@@ -84,7 +84,7 @@ def test_a_pass_during_a_copy_does_everything_else_at_once(
     assert after.actions == () and after.errors == ()
 
 
-def test_a_daemon_that_died_mid_copy_leaves_nothing_the_next_cannot_sweep(rig: Rig) -> None:
+def test_a_daemon_that_died_mid_copy_leaves_nothing_the_next_cannot_sweep(rig: CliRig) -> None:
     image = rig.sim.path("/vm/images/big.raw")
     image.parent.mkdir(parents=True)
     image.write_bytes(b"\x55\xaa" * 4096)

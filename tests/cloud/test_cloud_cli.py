@@ -12,7 +12,7 @@ from pathlib import Path
 import pycdlib
 import yaml
 from cloud_keys import ECDSA, ED25519
-from e2e_helpers import Rig
+from e2e_helpers import CliRig
 
 KiB, MiB = 1 << 10, 1 << 20
 IMAGE = "/vm/images/debian-12-genericcloud-amd64.raw"
@@ -34,7 +34,7 @@ size = "{size}"
 {extra}"""
 
 
-def write_image(rig: Rig, path: str = IMAGE, size: int = 64 * MiB) -> bytes:
+def write_image(rig: CliRig, path: str = IMAGE, size: int = 64 * MiB) -> bytes:
     where = rig.sim.path(path)
     where.parent.mkdir(parents=True, exist_ok=True)
     with open(where, "wb") as f:
@@ -49,7 +49,7 @@ def allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def test_a_sparse_image_is_copied_with_its_holes_grown_and_never_copied_again(rig: Rig) -> None:
+def test_a_sparse_image_is_copied_with_its_holes_grown_and_never_copied_again(rig: CliRig) -> None:
     content = write_image(rig)
     image = rig.sim.path(IMAGE)
     rig.write_spec("web1", web1())
@@ -79,7 +79,7 @@ def test_a_sparse_image_is_copied_with_its_holes_grown_and_never_copied_again(ri
     assert [p.name for p in disk.parent.iterdir()] == ["disk0.img"]  # no temporary left
 
 
-def test_a_qcow2_image_is_refused_naming_qemu_img_and_the_guest_waits(rig: Rig) -> None:
+def test_a_qcow2_image_is_refused_naming_qemu_img_and_the_guest_waits(rig: CliRig) -> None:
     qcow2 = rig.sim.path("/vm/images/debian-12.qcow2")
     qcow2.parent.mkdir(parents=True)
     qcow2.write_bytes(b"QFI\xfb\x00\x00\x00\x03" + bytes(4096))
@@ -102,7 +102,7 @@ def test_a_qcow2_image_is_refused_naming_qemu_img_and_the_guest_waits(rig: Rig) 
     assert "qemu-img convert" in apply.stderr
 
 
-def test_a_missing_image_is_shown_and_the_disk_made_once_it_appears(rig: Rig) -> None:
+def test_a_missing_image_is_shown_and_the_disk_made_once_it_appears(rig: CliRig) -> None:
     rig.write_spec("web1", web1(state="running"))
     plan = rig.cli("plan")
     assert f"guest web1 waits: the image {IMAGE} does not exist (yet)" in plan.stderr
@@ -117,7 +117,7 @@ def test_a_missing_image_is_shown_and_the_disk_made_once_it_appears(rig: Rig) ->
     assert rig.sim.path(DISK).stat().st_size == 256 * MiB
 
 
-def test_growth_is_planned_applied_and_a_smaller_size_only_warned(rig: Rig) -> None:
+def test_growth_is_planned_applied_and_a_smaller_size_only_warned(rig: CliRig) -> None:
     write_image(rig)
     rig.write_spec("web1", web1(size="128M"))
     rig.cli("apply")
@@ -159,7 +159,7 @@ size = "8G"
 """
 
 
-def test_a_zvol_is_cloned_grown_recorded_and_never_destroyed(rig: Rig) -> None:
+def test_a_zvol_is_cloned_grown_recorded_and_never_destroyed(rig: CliRig) -> None:
     for argv in (
         ["zfs", "create", "-p", "-V", "2G", "zroot/images/debian-12"],
         ["zfs", "snapshot", SNAP],
@@ -224,7 +224,7 @@ def read_seed(path: Path) -> tuple[bytes, dict[str, bytes]]:
         iso.close()
 
 
-def test_the_seed_is_built_read_back_and_rebuilt_on_an_edit_only(rig: Rig) -> None:
+def test_the_seed_is_built_read_back_and_rebuilt_on_an_edit_only(rig: CliRig) -> None:
     user_data = rig.sim.path("/usr/local/etc/bhyve-reconciler/cloud/web.yaml")
     user_data.parent.mkdir(parents=True)
     user_data.write_text("#cloud-config\npackages: [nginx]\n")
@@ -271,7 +271,7 @@ def test_the_seed_is_built_read_back_and_rebuilt_on_an_edit_only(rig: Rig) -> No
     assert yaml.safe_load(files["meta-data"])["instance-id"] != instance_id
 
 
-def test_commands_shows_the_seed_cd(rig: Rig) -> None:
+def test_commands_shows_the_seed_cd(rig: CliRig) -> None:
     rig.sim.path("/usr/local/etc/bhyve-reconciler/cloud").mkdir(parents=True)
     rig.sim.path("/usr/local/etc/bhyve-reconciler/cloud/web.yaml").write_text("#!/bin/sh\n")
     rig.write_spec("web1", SEEDED)
@@ -295,7 +295,7 @@ BAD = {
 }  # fmt: skip
 
 
-def test_validate_rejects_each_bad_input_naming_the_file_and_the_key(rig: Rig) -> None:
+def test_validate_rejects_each_bad_input_naming_the_file_and_the_key(rig: CliRig) -> None:
     rig.sim.path("/etc").mkdir(exist_ok=True)
     rig.sim.path("/etc/bad.yaml").write_text("#cloud-config\npackages: [nginx\n")
     for stem, (text, _key) in BAD.items():

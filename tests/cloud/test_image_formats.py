@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from reconciler.host.sparse import read_probe
-from reconciler.images import HEAD_SIZE, TAIL_SIZE, DetectedImage, detect_image, image_problem
+from reconciler.images import (
+    HEAD_SIZE,
+    TAIL_SIZE,
+    DetectedImage,
+    ImageFormat,
+    detect_image,
+    image_problem,
+)
 
 MiB = 1 << 20
 
@@ -38,7 +45,7 @@ MBR = at(510, b"\x55\xaa")
 HYBRID_ISO = MBR[:32768] + at(0, b"\x01CD001\x01", HEAD_SIZE - 32768)
 NO_TAIL = bytes(TAIL_SIZE)
 
-CASES = [
+CASES: list[tuple[str, bytes, bytes, ImageFormat, str]] = [
     # (id, head, tail, format, detail)
     ("raw-mbr", MBR, NO_TAIL, "raw", "MBR"),
     ("raw-gpt", at(512, b"EFI PART") , NO_TAIL, "raw", "GPT"),
@@ -87,8 +94,8 @@ CASES = [
 @pytest.mark.parametrize(
     ("head", "tail", "fmt", "detail"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
-def test_detect(head: bytes, tail: bytes, fmt: str, detail: str) -> None:
-    assert detect_image(head, tail) == DetectedImage(fmt, detail)  # type: ignore[arg-type]
+def test_detect(head: bytes, tail: bytes, fmt: ImageFormat, detail: str) -> None:
+    assert detect_image(head, tail) == DetectedImage(fmt, detail)
 
 
 def test_a_raw_image_has_no_problem() -> None:
@@ -107,7 +114,7 @@ def test_a_converted_format_names_qemu_img() -> None:
 
 @pytest.mark.parametrize("fmt", ["vmdk", "vhd", "vhdx", "vdi", "qed", "parallels", "dmg"])
 def test_every_qemu_img_format_names_the_conversion(fmt: str) -> None:
-    detected = next(DetectedImage(c[3], c[4]) for c in CASES if c[3] == fmt)  # type: ignore[arg-type]
+    detected = next(DetectedImage(c[3], c[4]) for c in CASES if c[3] == fmt)
     message = image_problem(detected, source="/img/disk.img", size=MiB)
     assert message is not None
     assert "`qemu-img convert -O raw /img/disk.img /img/disk.raw`" in message
@@ -132,8 +139,8 @@ def test_the_suggested_names_are_quoted_and_never_the_source() -> None:
         ("zip", "`unzip /img/debian.tar.xz`"),
     ],
 )
-def test_an_archive_names_the_unpacking(fmt: str, command: str) -> None:
-    message = image_problem(DetectedImage(fmt), source="/img/debian.tar.xz", size=MiB)  # type: ignore[arg-type]
+def test_an_archive_names_the_unpacking(fmt: ImageFormat, command: str) -> None:
+    message = image_problem(DetectedImage(fmt), source="/img/debian.tar.xz", size=MiB)
     assert message is not None
     assert "not a disk image" in message
     assert command in message

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import email
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import TypedDict, Unpack
 
 import pytest
 import yaml
@@ -21,13 +22,23 @@ from reconciler.cloudinit import (
     parse_cloud_init,
     render_seed,
 )
+from reconciler.errors import SpecError
 
 FILE = "/usr/local/etc/bhyve-reconciler/conf.d/web1.toml"
 IID = re.compile(r"iid-[0-9a-f]{16}")
 
 
-def seed_of(ci: CloudInit, guest: str = "web1", **kwargs: object) -> Seed:
-    seed, errors = render_seed(ci, guest_name=guest, file=FILE, **kwargs)  # type: ignore[arg-type]
+class Given(TypedDict, total=False):
+    """What render_seed's caller adds to the spec's [cloud_init]: file contents, the NIC."""
+
+    user_data: str | None
+    network_config: str | None
+    nic_emulation: str
+    nic_mac: str | None
+
+
+def seed_of(ci: CloudInit, guest: str = "web1", **given: Unpack[Given]) -> Seed:
+    seed, errors = render_seed(ci, guest_name=guest, file=FILE, **given)
     assert errors == []
     assert seed is not None
     return seed
@@ -290,52 +301,64 @@ def test_the_instance_id_is_stable_across_releases() -> None:
     assert seed.instance_id == "iid-acdb72bee4732cfd"
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """One call of render_seed, differing from the BASE one as a case says."""
+
+    ci: CloudInit = BASE
+    guest: str = "web1"
+    file: str = FILE
+    given: Given = field(default_factory=lambda: Given())
+
+    def render(self) -> tuple[Seed | None, list[SpecError]]:
+        return render_seed(self.ci, guest_name=self.guest, file=self.file, **self.given)
+
+
 CHANGES = [
-    ("hostname", {"ci": replace(BASE, hostname="web2")}),
-    ("guest-name", {"guest": "web2"}),
-    ("key-added", {"ci": replace(BASE, ssh_authorized_keys=(ED25519, ECDSA))}),
-    ("key-comment", {"ci": replace(BASE, ssh_authorized_keys=(ED25519 + "x",))}),
-    ("user-data", {"ci": replace(BASE, user_data="#cloud-config\npackages: [nginx, curl]\n")}),
-    ("network-address", {"ci": replace(BASE, network=replace(NETWORK, address="192.0.2.22/24"))}),
-    ("network-dropped", {"ci": replace(BASE, network=None)}),
-    ("nameserver", {"ci": replace(BASE, network=replace(NETWORK, nameservers=("192.0.2.1",)))}),
-    ("nic-mac", {"nic_mac": "58:9c:fc:00:00:01"}),
-    ("nic-emulation", {"nic_emulation": "e1000"}),
+    ("hostname", Inputs(ci=replace(BASE, hostname="web2"))),
+    ("guest-name", Inputs(guest="web2")),
+    ("key-added", Inputs(ci=replace(BASE, ssh_authorized_keys=(ED25519, ECDSA)))),
+    ("key-comment", Inputs(ci=replace(BASE, ssh_authorized_keys=(ED25519 + "x",)))),
+    ("user-data", Inputs(ci=replace(BASE, user_data="#cloud-config\npackages: [nginx, curl]\n"))),
+    (
+        "network-address",
+        Inputs(ci=replace(BASE, network=replace(NETWORK, address="192.0.2.22/24"))),
+    ),
+    ("network-dropped", Inputs(ci=replace(BASE, network=None))),
+    ("nameserver", Inputs(ci=replace(BASE, network=replace(NETWORK, nameservers=("192.0.2.1",))))),
+    ("nic-mac", Inputs(given={"nic_mac": "58:9c:fc:00:00:01"})),
+    ("nic-emulation", Inputs(given={"nic_emulation": "e1000"})),
 ]
 
 
 @pytest.mark.parametrize("change", [c[1] for c in CHANGES], ids=[c[0] for c in CHANGES])
-def test_any_change_of_content_changes_the_instance_id(change: dict[str, object]) -> None:
-    change = dict(change)
-    ci = change.pop("ci", BASE)
-    guest = change.pop("guest", "web1")
-    assert isinstance(ci, CloudInit) and isinstance(guest, str)
-    before, after = seed_of(BASE), seed_of(ci, guest, **change)
+def test_any_change_of_content_changes_the_instance_id(change: Inputs) -> None:
+    before = seed_of(BASE)
+    after, errors = change.render()
+    assert errors == [] and after is not None
     assert after.files != before.files
     assert after.instance_id != before.instance_id
 
 
 SAME_CONTENT = [
-    ("spec-file", {"file": "/elsewhere/x.toml"}),
-    ("guest-name-under-explicit-hostname", {"ci": replace(BASE, hostname="web1"), "guest": "w9"}),
-    ("user-data-from-a-file", {"ci": replace(BASE, user_data="/c/u"), "user_data": BASE.user_data}),
+    ("spec-file", Inputs(file="/elsewhere/x.toml")),
+    ("guest-name-under-explicit-hostname", Inputs(ci=replace(BASE, hostname="web1"), guest="w9")),
+    (
+        "user-data-from-a-file",
+        Inputs(ci=replace(BASE, user_data="/c/u"), given={"user_data": BASE.user_data}),
+    ),
     (
         "nic-unused-without-network",
-        {"ci": replace(BASE, network=None), "nic_mac": "58:9c:fc:0:0:1"},
+        Inputs(ci=replace(BASE, network=None), given={"nic_mac": "58:9c:fc:0:0:1"}),
     ),
 ]
 
 
 @pytest.mark.parametrize("same", [c[1] for c in SAME_CONTENT], ids=[c[0] for c in SAME_CONTENT])
-def test_the_instance_id_changes_only_with_the_content(same: dict[str, object]) -> None:
-    same = dict(same)
-    ci = same.pop("ci", BASE)
-    guest = same.pop("guest", "web1")
-    file = same.pop("file", FILE)
-    assert isinstance(ci, CloudInit) and isinstance(guest, str) and isinstance(file, str)
-    reference = replace(BASE, network=None) if ci.network is None else BASE
+def test_the_instance_id_changes_only_with_the_content(same: Inputs) -> None:
+    reference = replace(BASE, network=None) if same.ci.network is None else BASE
     before = seed_of(reference)
-    after, errors = render_seed(ci, guest_name=guest, file=file, **same)  # type: ignore[arg-type]
+    after, errors = same.render()
     assert errors == [] and after is not None
     assert after.files == before.files
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from daemon_harness import Harness, guest_toml
+from daemon_harness import ROOM, Harness, guest_toml
 
 
 def test_status_shows_every_guest_from_the_running_daemon(harness: Harness) -> None:
@@ -51,7 +51,7 @@ def test_stop_holds_a_guest_and_start_and_restart_boot_it(harness: Harness) -> N
     assert "vm1" not in harness.sim.vms()
     (exited,) = harness.events("guest.exited", guest="vm1")
     assert (exited["pid"], exited["meaning"]) == (first, "poweroff")
-    time.sleep(1.0)  # room for a wrong boot to happen: a held guest stays off
+    time.sleep(ROOM)  # room for a wrong boot to happen: a held guest stays off
     assert (harness.state("vm1"), harness.sim.boots("vm1")) == ("held", 1)
 
     started = harness.cli("start", "vm1")

@@ -11,9 +11,7 @@ BACKOFF = 2.0  # long enough to see the wait in status, short enough to see the 
 
 
 def with_backoff(harness: Harness) -> None:
-    harness.config.write_text(
-        harness.config.read_text() + f'[timings]\ncrash_backoff = "{BACKOFF}s"\n'
-    )
+    harness.set_timings(crash_backoff=f"{BACKOFF}s")
 
 
 def test_a_loader_short_of_memory_boots_after_backoff_and_status_says_why(

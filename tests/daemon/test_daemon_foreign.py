@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import Harness, guest_toml
 
 
 def test_a_guest_run_by_vmrun_sh_is_left_alone_until_it_stops(harness: Harness) -> None:
@@ -34,12 +34,8 @@ def test_a_guest_run_by_vmrun_sh_is_left_alone_until_it_stops(harness: Harness) 
         harness.put("vm1", guest_toml("vm1", tap="tap0"))
         harness.start()
 
-        status = wait_for(
-            lambda: (
-                (s := harness.status())
-                and any("vm1 runs outside" in e for e in s.host_errors)
-                and s
-            ),
+        status = harness.wait_status(
+            lambda s: any("vm1 runs outside" in e for e in s.host_errors),
             "status to report vm1 as run by someone else",
         )
         assert any(f"pid {pid}" in e for e in status.host_errors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml, wait_for
 
 
 def kill_daemon(harness: Harness) -> None:
@@ -52,6 +52,7 @@ def test_a_stop_interrupted_by_a_daemon_crash_is_finished_by_the_next_daemon(
 
 
 def test_a_crash_while_no_daemon_ran_is_restarted_with_backoff(harness: Harness) -> None:
+    harness.configure(crash_backoff=VISIBLE_BACKOFF)
     harness.put("vm1", guest_toml("vm1"))
     harness.start()
     harness.wait_running("vm1")
@@ -96,14 +97,15 @@ def test_sighup_rereads_the_stop_timeout(harness: Harness) -> None:
     harness.wait_running("vm1")
     harness.sim.set_acpi("vm1", False)
 
-    harness.configure(stop_timeout="1s")
+    # Not the harness's default (1s) either: what applies is what the reload read.
+    harness.configure(stop_timeout="500ms")
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: harness.events("daemon.reload"), "the daemon to reload")
     harness.remove("vm1")
 
     wait_for(lambda: harness.guest("vm1") is None, "vm1 to be stopped and removed", timeout=20)
     (forced,) = harness.events("guest.forced_poweroff", guest="vm1")
-    assert forced["after"] == 1.0
+    assert forced["after"] == 0.5
 
 
 def test_next_boot_edits_wait_for_the_guests_own_reboot(harness: Harness) -> None:

@@ -148,8 +148,7 @@ def readline(stream: IO[str], limit: float = 20.0) -> str:
 
 
 def test_a_running_guest_s_boot_log_is_cut_before_it_fills_the_disk(harness: Harness) -> None:
-    with harness.config.open("a") as f:
-        f.write('[timings]\nboot_log_check = "100ms"\n')
+    harness.set_timings(boot_log_check="100ms")
     harness.put("vm1", guest_toml("vm1"))
     harness.start()
     harness.wait_running("vm1")

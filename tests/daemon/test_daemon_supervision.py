@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
-from daemon_harness import Harness, event_time, guest_toml, wait_for
+from daemon_harness import ROOM, VISIBLE_BACKOFF, Harness, event_time, guest_toml, wait_for
 
 
 def tools(argvs: list[list[str]]) -> list[str]:
@@ -47,7 +47,7 @@ def test_power_off_destroys_the_vm_and_it_stays_off_until_start(harness: Harness
     assert tools(harness.commands_for("vm1")[seen:]) == ["bhyvectl --vm=vm1"]
     assert harness.commands_for("vm1")[-1] == ["bhyvectl", "--vm=vm1", "--destroy"]
     assert "vm1" not in harness.sim.vms()
-    time.sleep(1.0)  # room for a wrong restart to happen
+    time.sleep(ROOM)  # room for a wrong restart to happen
     assert harness.state("vm1") == "powered-off"
     assert harness.sim.boots("vm1") == 1
     assert harness.bhyve_processes("vm1") == []
@@ -79,6 +79,9 @@ def test_restart_always_boots_a_guest_that_powered_itself_off(harness: Harness) 
 
 
 def test_crashes_in_a_row_are_restarted_after_growing_delays(harness: Harness) -> None:
+    # Steps far enough apart that the measured delays keep their order on a busy machine.
+    step = VISIBLE_BACKOFF
+    harness.configure(crash_backoff=step)
     harness.put("vm1", guest_toml("vm1"))
     harness.start()
     for crash in range(1, 4):
@@ -96,9 +99,10 @@ def test_crashes_in_a_row_are_restarted_after_growing_delays(harness: Harness) -
     delays = [event_time(b) - event_time(e) for e, b in zip(exits, boots[1:], strict=True)]
     assert delays[0] < delays[1] < delays[2], delays
     # vmrun.sh would reboot at once; the supervisor waits at least the first backoff step.
-    assert delays[0] >= 0.9, delays
+    assert delays[0] >= 0.9 * step, delays
     scheduled = [e["delay"] for e in harness.events("guest.restart_scheduled", guest="vm1")]
     assert scheduled == sorted(scheduled) and len(set(scheduled)) == 3, scheduled
+    assert scheduled[0] == step, scheduled
 
 
 def test_guests_outlive_a_killed_daemon_and_the_next_one_adopts_them(harness: Harness) -> None:
@@ -181,6 +185,6 @@ def test_state_stopped_stops_the_guest_gracefully_and_destroys_the_vm(
     assert harness.events("guest.forced_poweroff") == []
     assert harness.commands_for("vm1")[-1] == ["bhyvectl", "--vm=vm1", "--destroy"]
     assert harness.bhyve_processes("vm1") == []
-    time.sleep(1.0)  # room for a wrong boot to happen
+    time.sleep(ROOM)  # room for a wrong boot to happen
     assert harness.state("vm1") == "stopped"
     assert harness.sim.boots("vm1") == 1

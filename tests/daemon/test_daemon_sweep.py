@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import VISIBLE_BACKOFF, Harness, guest_toml, wait_for
 
 from reconciler.config import DaemonConfig
 from reconciler.daemon import FULL_SWEEP_EVERY, Daemon
@@ -63,9 +63,7 @@ def test_an_exit_recorded_between_passes_is_seen_by_the_next_pass(
     sim.wait_for_bhyve("vm1")
     sim.guest_do("vm1", "poweroff")
     exit_record = d.config.run_dir / "guests" / "vm1" / "exit"
-    deadline = time.monotonic() + 10
-    while not exit_record.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(exit_record.exists, "the shim to record the exit")
     d.reconcile()
     assert d.supervisors["vm1"].state == "powered-off"
 
@@ -85,6 +83,8 @@ def test_a_boot_killed_without_a_record_is_found_by_the_next_pass(
 def test_with_the_record_watcher_up_a_lost_boot_is_found_within_a_full_sweep(
     harness: Harness,
 ) -> None:
+    # The lost boot is seen as a crash: its backoff keeps it out of `running` while we look.
+    harness.configure(crash_backoff=VISIBLE_BACKOFF)
     harness.put("vm1", guest_toml("vm1"))
     daemon = harness.start()
     harness.wait_running("vm1")
@@ -94,7 +94,7 @@ def test_with_the_record_watcher_up_a_lost_boot_is_found_within_a_full_sweep(
     for _ in range(FULL_SWEEP_EVERY + 1):
         before = harness.observations()
         daemon.send_signal(signal.SIGHUP)  # a pass (re-reading the config)
-        wait_for(lambda before=before: harness.observations() > before, "a pass")
+        harness.wait_pass(before)
         if harness.state("vm1") not in ("running", None):
             return
     raise AssertionError(f"vm1 still {harness.state('vm1')} after {FULL_SWEEP_EVERY + 1} passes")

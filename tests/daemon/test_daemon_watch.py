@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from daemon_harness import Harness, guest_toml, wait_for
+from daemon_harness import ROOM, Harness, guest_toml, wait_for
 
 
 def test_a_file_renamed_into_conf_d_boots_its_guest(harness: Harness) -> None:
@@ -124,7 +124,7 @@ def test_editor_debris_is_ignored(harness: Harness) -> None:
 
     for debris in (".x.toml.swp", "x.toml~", "#x.toml#", ".x.toml", "4913"):
         (harness.conf_dir / debris).write_text(guest_toml("x"))
-    time.sleep(1.0)  # well past the watcher's debounce: a pass would have run by now
+    time.sleep(ROOM)  # 25 times the watcher's debounce: a pass would have run by now
 
     status = harness.status()
     assert status is not None
@@ -134,7 +134,9 @@ def test_editor_debris_is_ignored(harness: Harness) -> None:
     # The watcher still works: a real spec is picked up.
     harness.put("y", guest_toml("y"))
     harness.wait_running("y")
-    assert [g.name for g in harness.status().guests] == ["y"]  # type: ignore[union-attr]
+    status = harness.status()
+    assert status is not None
+    assert [g.name for g in status.guests] == ["y"]
 
 
 def test_a_second_daemon_on_the_same_run_dir_refuses_to_start(harness: Harness) -> None:

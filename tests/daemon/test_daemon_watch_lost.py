@@ -72,7 +72,7 @@ def test_a_dead_watch_is_reported_and_replaced(
         DaemonConfig(),
         conf_dir=conf,
         state_dir=sim.root / "var/db/bhyve-reconciler",
-        run_dir=sim.root / "var/run/bhyve-reconciler",
+        run_dir=sim.root / "run",  # short: a control socket path must fit sun_path
         resync_interval=3600.0,  # only file events, or the fallback, explain a pass
     )
     daemon = Daemon(

@@ -16,8 +16,7 @@ from reconciler.host.guests import guest_run_dir
 
 def short(harness: Harness, stop_timeout: str = "1s") -> None:
     harness.configure(stop_timeout=stop_timeout)
-    text = harness.config.read_text()
-    harness.config.write_text(text + '\n[timings]\ncrash_backoff = "100ms"\nkill_grace = "1s"\n')
+    harness.set_timings(crash_backoff="100ms", kill_grace="1s")
 
 
 @pytest.fixture

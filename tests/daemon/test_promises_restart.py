@@ -23,8 +23,7 @@ KINDS = ("broken", "refused", "loosened", "edited", "removed", "records")
 
 def configure(harness: Harness) -> None:
     """The harness's config with short timings: nothing here waits on a backoff."""
-    text = harness.config.read_text()
-    harness.config.write_text(text + '\n[timings]\ncrash_backoff = "100ms"\nkill_grace = "1s"\n')
+    harness.set_timings(crash_backoff="100ms", kill_grace="1s")
 
 
 def boot_all(harness: Harness, names: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, int]]:

@@ -4,7 +4,7 @@ are touched: the exact commands it runs are checked, and the host ends as it was
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig
 
 MEMBER_REMOVED = ["ifconfig", "bridge0", "deletem", "tap0"]
 TAP_DESTROYED = ["ifconfig", "tap0", "destroy"]
@@ -33,7 +33,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_next_apply_repairs_exactly_the_drift(rig: Rig, case: str) -> None:
+def test_next_apply_repairs_exactly_the_drift(rig: CliRig, case: str) -> None:
     drift, repair = CASES[case]
     rig.write_spec("guestname", HANDBOOK_SPEC)
     assert rig.cli("apply").returncode == 0

@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from e2e_helpers import OBSERVE, Rig
+from e2e_helpers import OBSERVE, CliRig
 
 REPO_CONF_D = Path(__file__).resolve().parents[2] / "conf.d"
 ZFS_LIST = ["zfs", "list", "-H", "-p", "-t", "volume", "-o", "name,volsize"]
 
 
-def test_the_example_guests_converge_in_one_apply(rig: Rig) -> None:
+def test_the_example_guests_converge_in_one_apply(rig: CliRig) -> None:
     for example in sorted(REPO_CONF_D.glob("*.toml")):
         # Stopped: this is about the host side; starting guests belongs to the daemon.
         text = re.sub(r"^(name = .*)$", r'\1\nstate = "stopped"', example.read_text(), count=1,

@@ -3,7 +3,7 @@ says which argv failed and why, and the next pass finishes the job."""
 
 from __future__ import annotations
 
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, stopped_guest
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig, stopped_guest
 
 SECOND_GUEST = stopped_guest(
     "second", "/vm/second/disk.img", size="2G", nic='tap = "tap1"\nbridge = "bridge0"'
@@ -12,7 +12,7 @@ BUSY = "ifconfig: BRDGADD tap1: Device busy"
 
 
 def test_one_failed_command_leaves_the_others_converged_and_the_next_apply_retries(
-    rig: Rig,
+    rig: CliRig,
 ) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     rig.write_spec("second", SECOND_GUEST)
@@ -51,7 +51,7 @@ def test_one_failed_command_leaves_the_others_converged_and_the_next_apply_retri
 
 
 def test_a_failed_observation_blocks_only_what_needs_it_and_the_next_apply_finishes(
-    rig: Rig,
+    rig: CliRig,
 ) -> None:
     rig.write_spec("second", SECOND_GUEST)
     rig.sim.inject_fault("kldstat -v", count=1, stderr="kldstat: simulated EIO")
@@ -79,7 +79,7 @@ def test_a_failed_observation_blocks_only_what_needs_it_and_the_next_apply_finis
     assert rig.cli("plan").returncode == 0
 
 
-def test_a_failed_bridge_skips_its_dependents(rig: Rig) -> None:
+def test_a_failed_bridge_skips_its_dependents(rig: CliRig) -> None:
     rig.write_spec("second", SECOND_GUEST)
     denied = "ifconfig: SIOCIFCREATE2: Operation not permitted"
     rig.sim.inject_fault("ifconfig bridge0 create", stderr=denied)

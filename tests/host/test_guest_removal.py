@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, stopped_guest
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig, stopped_guest
 
 from reconciler.ledger import CreatedInterface, Ledger
 
@@ -11,7 +11,7 @@ USER_GUEST = stopped_guest(
 )
 
 
-def test_removed_guest_loses_only_what_the_reconciler_made_for_it(rig: Rig) -> None:
+def test_removed_guest_loses_only_what_the_reconciler_made_for_it(rig: CliRig) -> None:
     made = rig.sim.run(["ifconfig", "tap5", "create"])  # the user's own tap
     assert made.returncode == 0, made.stderr
     rig.write_spec("guestname", HANDBOOK_SPEC)

@@ -3,10 +3,10 @@ few commands whatever the number of guests (DESIGN.md rule 7)."""
 
 from __future__ import annotations
 
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, sparse_file, stopped_guest
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig, sparse_file, stopped_guest
 
 
-def test_apply_on_an_empty_host_builds_the_handbook_host(rig: Rig) -> None:
+def test_apply_on_an_empty_host_builds_the_handbook_host(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     before = rig.sim.interfaces()
     assert "vmm" not in rig.sim.modules()
@@ -36,7 +36,7 @@ def test_apply_on_an_empty_host_builds_the_handbook_host(rig: Rig) -> None:
     assert plan.stdout == "converged: nothing to do\n"
 
 
-def test_a_no_op_pass_over_500_guests_runs_the_commands_of_a_pass_over_one(rig: Rig) -> None:
+def test_a_no_op_pass_over_500_guests_runs_the_commands_of_a_pass_over_one(rig: CliRig) -> None:
     rig.write_spec("guestname", HANDBOOK_SPEC)
     assert rig.cli("apply").returncode == 0
 

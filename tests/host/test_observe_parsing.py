@@ -44,12 +44,12 @@ def test_unchanged_output_reuses_the_parse_and_a_change_is_seen(tmp_path: Path) 
     runner = ScriptedRunner()
     host = FreeBSDHost(runner, root=tmp_path)
     first = host.observe({}, Ledger())
-    assert first.modules >= {"vmm", "if_lo"}
-    assert first.interfaces["tap0"].opened_by == 1660
+    assert first.modules is not None and first.modules >= {"vmm", "if_lo"}
+    assert first.interfaces is not None and first.interfaces["tap0"].opened_by == 1660
     again = host.observe({}, Ledger())
     assert again.interfaces is first.interfaces and again.modules is first.modules
 
     runner.out["ifconfig"] = IFCONFIG.replace("Opened by PID 1660\n", "")
     changed = host.observe({}, Ledger())
-    assert changed.interfaces["tap0"].opened_by is None
+    assert changed.interfaces is not None and changed.interfaces["tap0"].opened_by is None
     assert changed.modules is first.modules

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from e2e_helpers import HANDBOOK_SPEC, Rig
+from e2e_helpers import HANDBOOK_SPEC, CliRig
 
 RAW = b"uplink \xe9\xff\xfe"  # set from a Latin-1 terminal, or by any program
 
 
-def describe(rig: Rig, interface: str, raw: bytes) -> None:
+def describe(rig: CliRig, interface: str, raw: bytes) -> None:
     # argv is bytes on FreeBSD: surrogateescape hands these exact bytes to the simulated tool.
     done = rig.sim.run(
         ["ifconfig", interface, "description", raw.decode("utf-8", "surrogateescape")]
@@ -16,7 +16,7 @@ def describe(rig: Rig, interface: str, raw: bytes) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_plan_and_apply_read_a_description_that_is_not_utf8(rig: Rig) -> None:
+def test_plan_and_apply_read_a_description_that_is_not_utf8(rig: CliRig) -> None:
     describe(rig, "igb0", RAW)
     rig.write_spec("guestname", HANDBOOK_SPEC)
 

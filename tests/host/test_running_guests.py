@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from e2e_helpers import HANDBOOK_SPEC, OBSERVE, Rig, stopped_guest
+from e2e_helpers import HANDBOOK_SPEC, OBSERVE, CliRig, stopped_guest
 
 from reconciler.host.guests import guest_run_dir
 from reconciler.processes import PS_ARGV
@@ -20,7 +20,7 @@ RUNNING_HANDBOOK = HANDBOOK_SPEC.replace('state = "stopped"\n', "")
 
 
 @pytest.fixture
-def boot(rig: Rig) -> Iterator[Boot]:
+def boot(rig: CliRig) -> Iterator[Boot]:
     """Boot a guest as vmrun.sh would from `commands` output: its loader line to the end, then
     its bhyve line in the background (bhyve refuses a VM no loader set up: bhyverun.c). Whatever
     still runs is killed afterwards."""
@@ -42,7 +42,7 @@ def boot(rig: Rig) -> Iterator[Boot]:
 
 
 def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
-    rig: Rig, boot: Boot
+    rig: CliRig, boot: Boot
 ) -> None:
     assert RUNNING_HANDBOOK != HANDBOOK_SPEC
     rig.write_spec("guestname", RUNNING_HANDBOOK)
@@ -75,7 +75,7 @@ def test_a_guest_started_behind_its_back_keeps_running_through_plan_and_apply(
     assert "guestname" not in rig.sim.vms()
 
 
-def test_a_guest_the_daemon_recorded_as_running_is_left_alone(rig: Rig, boot: Boot) -> None:
+def test_a_guest_the_daemon_recorded_as_running_is_left_alone(rig: CliRig, boot: Boot) -> None:
     # No NIC, so only the daemon's boot record in run_dir tells that its bhyve runs.
     running = stopped_guest("quiet", "/vm/quiet.img", size="1G").replace('state = "stopped"\n', "")
     rig.write_spec("quiet", running)

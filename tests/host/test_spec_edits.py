@@ -3,11 +3,11 @@ pass, and only if the reconciler made it."""
 
 from __future__ import annotations
 
-from e2e_helpers import OBSERVE, Rig, stopped_guest
+from e2e_helpers import OBSERVE, CliRig, stopped_guest
 
 
 def test_moving_a_nic_to_another_bridge_removes_the_emptied_bridge_in_the_same_apply(
-    rig: Rig,
+    rig: CliRig,
 ) -> None:
     rig.write_spec("a", stopped_guest("a", "/vm/a.img", nic='tap = "tap0"\nbridge = "bridge1"'))
     assert rig.cli("apply").returncode == 0
@@ -33,7 +33,7 @@ def test_moving_a_nic_to_another_bridge_removes_the_emptied_bridge_in_the_same_a
     assert (plan.returncode, plan.stdout) == (0, "converged: nothing to do\n")
 
 
-def test_a_bridge_someone_else_uses_is_left_when_the_nic_moves_away(rig: Rig) -> None:
+def test_a_bridge_someone_else_uses_is_left_when_the_nic_moves_away(rig: CliRig) -> None:
     rig.write_spec("a", stopped_guest("a", "/vm/a.img", nic='tap = "tap0"\nbridge = "bridge1"'))
     assert rig.cli("apply").returncode == 0
     assert rig.sim.run(["ifconfig", "tap9", "create"]).returncode == 0

@@ -80,6 +80,12 @@ TEMPLATE_SETTINGS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 
+def line_of(conf: ConfFile, key: str) -> int | None:
+    """The line of `key`'s setting, None when there is none."""
+    found = conf.setting(key)
+    return None if found is None else found.line
+
+
 def _as_dict(conf: ConfFile) -> dict[str, str]:
     return {s.key: s.value for s in conf.settings}
 
@@ -110,8 +116,8 @@ def test_line_numbers_count_comments_and_blank_lines() -> None:
     assert [(s.key, s.line) for s in conf.settings[:4]] == [
         ("loader", 1), ("graphics", 2), ("xhci_mouse", 4), ("cpu", 5),
     ]  # fmt: skip
-    assert conf.setting("ahci_device_limit").line == 9  # type: ignore[union-attr]
-    assert conf.setting("utctime").line == 19  # type: ignore[union-attr]
+    assert line_of(conf, "ahci_device_limit") == 9
+    assert line_of(conf, "utctime") == 19
 
 
 def test_every_config_sample_key_reads_cleanly() -> None:
@@ -227,7 +233,7 @@ def test_quote_continued_over_lines_hides_a_valid_looking_line() -> None:
 def test_equal_duplicates_are_not_ambiguous() -> None:
     conf = parse_conf('cpu=2\nmemory=1G\ncpu="2"\n')
     assert conf.problems == ()
-    assert conf.setting("cpu").line == 1  # type: ignore[union-attr]
+    assert line_of(conf, "cpu") == 1
 
 
 def test_comments_after_values_and_empty_values() -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Rig, sparse_file
+from e2e_helpers import CliRig, sparse_file
 from vmbhyve_fixtures import TEMPLATES, VM_DIR, guest_conf, system_conf
 
 from reconciler.config import parse_config
@@ -23,7 +23,7 @@ THREE = ("deb", "fbsd", "win")
 WIN_ISO = "/vm/.iso/Win11_24H2.iso"
 
 
-def vm_bhyve_host(rig: Rig, guests: tuple[str, ...] = THREE) -> None:
+def vm_bhyve_host(rig: CliRig, guests: tuple[str, ...] = THREE) -> None:
     """The fixtures' datastore at /vm on the simulated host, as a vm-bhyve host has it after
     the guests ran: their disk images and the Windows guest's UEFI variables exist."""
     shutil.copytree(VM_DIR / ".config", rig.sim.path("/vm/.config"))
@@ -34,17 +34,19 @@ def vm_bhyve_host(rig: Rig, guests: tuple[str, ...] = THREE) -> None:
     rig.sim.path("/vm/win/uefi-vars.fd").write_bytes(bytes(128 << 10))
 
 
-def import_vm_bhyve(rig: Rig, *more: str) -> subprocess.CompletedProcess[str]:
+def import_vm_bhyve(rig: CliRig, *more: str) -> subprocess.CompletedProcess[str]:
     return rig.cli("import", "vm-bhyve", "/vm", "--zfs-dataset", "zroot/vm", *more)
 
 
-def commands(rig: Rig, name: str) -> tuple[tuple[str, ...], ...]:
+def commands(rig: CliRig, name: str) -> tuple[tuple[str, ...], ...]:
     proc = rig.cli("commands", name)
     assert proc.returncode == 0, proc.stderr
     return tuple(tuple(shlex.split(line)) for line in proc.stdout.splitlines())
 
 
-def vm_run(rig: Rig, name: str, taps: tuple[str, ...], iso: str | None = None) -> tuple[str, ...]:
+def vm_run(
+    rig: CliRig, name: str, taps: tuple[str, ...], iso: str | None = None
+) -> tuple[str, ...]:
     """The oracle's loader and bhyve argv; the daemon keeps grub's device.map in its state
     dir where vm-bhyve keeps it next to the .conf, and runs grub-bhyve from PATH."""
     facts = RunFacts(
@@ -59,7 +61,7 @@ def vm_run(rig: Rig, name: str, taps: tuple[str, ...], iso: str | None = None) -
     return (loader, run.bhyve) if run.loader else (run.bhyve,)  # type: ignore[return-value]
 
 
-def test_the_three_guests_boot_after_import_as_vm_bhyve_boots_them(rig: Rig) -> None:
+def test_the_three_guests_boot_after_import_as_vm_bhyve_boots_them(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     proc = import_vm_bhyve(rig)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -75,7 +77,7 @@ def test_the_three_guests_boot_after_import_as_vm_bhyve_boots_them(rig: Rig) -> 
     assert commands(rig, "win") == vm_run(rig, "win", ("tap3",), iso=WIN_ISO)
 
 
-def test_specs_are_written_0644_and_validate(rig: Rig) -> None:
+def test_specs_are_written_0644_and_validate(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     assert import_vm_bhyve(rig).returncode == 0
 
@@ -92,7 +94,7 @@ def test_specs_are_written_0644_and_validate(rig: Rig) -> None:
     ]  # fmt: skip
 
 
-def test_a_dry_run_writes_nothing(rig: Rig) -> None:
+def test_a_dry_run_writes_nothing(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     config = rig.config.read_text()
 
@@ -105,7 +107,7 @@ def test_a_dry_run_writes_nothing(rig: Rig) -> None:
     assert rig.config.read_text() == config
 
 
-def test_an_existing_spec_is_never_overwritten(rig: Rig) -> None:
+def test_an_existing_spec_is_never_overwritten(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     assert import_vm_bhyve(rig).returncode == 0
     again = import_vm_bhyve(rig)
@@ -121,7 +123,7 @@ def test_an_existing_spec_is_never_overwritten(rig: Rig) -> None:
     assert "cpus = 1" in edited.read_text()
 
 
-def test_a_spec_that_would_clash_with_conf_d_is_not_written(rig: Rig) -> None:
+def test_a_spec_that_would_clash_with_conf_d_is_not_written(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     rig.write_spec("old", 'name = "old"\n[[disk]]\npath = "/vm/fbsd/disk0.img"\n')
 
@@ -134,7 +136,7 @@ def test_a_spec_that_would_clash_with_conf_d_is_not_written(rig: Rig) -> None:
     assert (rig.conf_dir / "deb.toml").exists()
 
 
-def test_refused_and_dropped_keys_are_reported_with_their_reason(rig: Rig) -> None:
+def test_refused_and_dropped_keys_are_reported_with_their_reason(rig: CliRig) -> None:
     vm_bhyve_host(rig, (*THREE, "full"))
 
     proc = import_vm_bhyve(rig)
@@ -150,7 +152,7 @@ def test_refused_and_dropped_keys_are_reported_with_their_reason(rig: Rig) -> No
     assert "1 not converted, 3 written" in out
 
 
-def test_the_bridges_go_into_the_config_given_with_config(rig: Rig) -> None:
+def test_the_bridges_go_into_the_config_given_with_config(rig: CliRig) -> None:
     vm_bhyve_host(rig)
     before = rig.config.read_text()
 
@@ -165,7 +167,7 @@ def test_the_bridges_go_into_the_config_given_with_config(rig: Rig) -> None:
     assert dict(config.bridges) == {"bridge0": ("igb0",), "bridge1": ("igb1.20",)}
 
 
-def test_without_config_the_bridges_are_printed(tmp_path: Path, rig: Rig) -> None:
+def test_without_config_the_bridges_are_printed(tmp_path: Path, rig: CliRig) -> None:
     vm_bhyve_host(rig)
     argv = [sys.executable, "-m", "reconciler", "--simulate", "--sim-dir", str(tmp_path),
             "--conf-dir", str(rig.conf_dir), "import", "vm-bhyve", "/vm",
@@ -178,7 +180,7 @@ def test_without_config_the_bridges_are_printed(tmp_path: Path, rig: Rig) -> Non
     assert 'bridge = "bridge5"' in (rig.conf_dir / "fbsd.toml").read_text()
 
 
-def test_every_template_shape_imports_and_validates(rig: Rig) -> None:
+def test_every_template_shape_imports_and_validates(rig: CliRig) -> None:
     for conf in TEMPLATES.glob("*.conf"):
         guest = rig.sim.path(f"/vm/{conf.stem}")
         guest.mkdir(parents=True)
@@ -193,7 +195,7 @@ def test_every_template_shape_imports_and_validates(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("vm_dir", ["/nowhere", "/"])
-def test_a_directory_without_guests_is_an_error(rig: Rig, vm_dir: str) -> None:
+def test_a_directory_without_guests_is_an_error(rig: CliRig, vm_dir: str) -> None:
     proc = rig.cli("import", "vm-bhyve", vm_dir)
     assert proc.returncode == 1
     assert proc.stdout == ""

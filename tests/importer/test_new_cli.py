@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Rig
+from e2e_helpers import CliRig
 
 from reconciler.cli.specfiles import create_file
 from reconciler.guestfile import parse_guest_text
@@ -19,7 +19,7 @@ from reconciler.specdir import ConfDir
 ISO = "/vm/iso/x.iso"
 
 
-def valid_files(rig: Rig) -> dict[str, str]:
+def valid_files(rig: CliRig) -> dict[str, str]:
     """What `validate` reads: each file's state after a scan of conf.d, as the daemon's."""
     snapshot = ConfDir(rig.conf_dir, root=rig.sim.root).scan()
     assert snapshot.errors == ()
@@ -27,7 +27,7 @@ def valid_files(rig: Rig) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_new_writes_a_spec_that_validates_and_prints_its_boot(rig: Rig, loader: str) -> None:
+def test_new_writes_a_spec_that_validates_and_prints_its_boot(rig: CliRig, loader: str) -> None:
     proc = rig.cli(
         "new", "web2", "--loader", loader, "--cpus", "2", "--memory", "2G", "--disk", "20G",
         "--disk", "4G", "--bridge", "bridge0", "--iso", ISO,
@@ -54,7 +54,7 @@ def test_new_writes_a_spec_that_validates_and_prints_its_boot(rig: Rig, loader: 
     assert any(f"ahci-cd,{ISO}" in line for line in boot)
 
 
-def test_new_never_overwrites_a_spec(rig: Rig) -> None:
+def test_new_never_overwrites_a_spec(rig: CliRig) -> None:
     path = rig.write_spec("web2", 'name = "web2"\n[[disk]]\npath = "/vm/mine.img"\n')
     before = path.read_text()
 
@@ -65,7 +65,7 @@ def test_new_never_overwrites_a_spec(rig: Rig) -> None:
     assert path.read_text() == before
 
 
-def test_new_refuses_what_a_spec_in_conf_d_holds(rig: Rig) -> None:
+def test_new_refuses_what_a_spec_in_conf_d_holds(rig: CliRig) -> None:
     rig.write_spec("old", 'name = "old"\n[[disk]]\npath = "/vm/web2/disk0.img"\n')
 
     proc = rig.cli("new", "web2")
@@ -75,7 +75,7 @@ def test_new_refuses_what_a_spec_in_conf_d_holds(rig: Rig) -> None:
     assert not (rig.conf_dir / "web2.toml").exists()
 
 
-def test_a_tap_is_picked_only_when_asked(rig: Rig) -> None:
+def test_a_tap_is_picked_only_when_asked(rig: CliRig) -> None:
     rig.write_spec("old", 'name = "old"\n[[disk]]\npath = "/vm/o.img"\n[[nic]]\ntap = "tap0"\n')
 
     assert rig.cli("new", "plain", "--bridge", "bridge0").returncode == 0
@@ -87,7 +87,7 @@ def test_a_tap_is_picked_only_when_asked(rig: Rig) -> None:
     assert set(valid_files(rig).values()) == {"valid"}
 
 
-def test_a_dry_run_prints_the_spec_and_writes_nothing(rig: Rig) -> None:
+def test_a_dry_run_prints_the_spec_and_writes_nothing(rig: CliRig) -> None:
     proc = rig.cli("new", "web2", "--zvol", "zroot/vm", "--dry-run")
 
     assert proc.returncode == 0, proc.stderr
@@ -95,7 +95,7 @@ def test_a_dry_run_prints_the_spec_and_writes_nothing(rig: Rig) -> None:
     assert '{ zvol = "zroot/vm/web2-disk0", size = "16G" }' in proc.stdout
 
 
-def test_wrong_options_are_refused_by_key(rig: Rig) -> None:
+def test_wrong_options_are_refused_by_key(rig: CliRig) -> None:
     proc = rig.cli("new", "web2", "--memory", "lots", "--iso", "x.iso")
 
     assert proc.returncode == 1

@@ -30,7 +30,7 @@ from reconciler.actions import (
 )
 from reconciler.errors import HostCommandError
 from reconciler.execute import execute_actions
-from reconciler.facts import DiskFile, HostFacts, Interface
+from reconciler.facts import DiskFile, HostFacts, Interface, Observation
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
 from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic, Uefi
@@ -194,7 +194,8 @@ def host_facts(draw: st.DrawFn) -> HostFacts:
             f"/vm/{n}.img": DiskFile(exists=True) for n in draw(st.sets(st.sampled_from(NAMES)))
         },
     )
-    unobserved = draw(st.sets(st.sampled_from(["modules", "interfaces", "zvols", "vms"])))
+    observations: list[Observation] = ["modules", "interfaces", "zvols", "vms"]
+    unobserved = draw(st.sets(st.sampled_from(observations)))
     return HostFacts(
         modules=None if "modules" in unobserved else facts.modules,
         sysctls=facts.sysctls,

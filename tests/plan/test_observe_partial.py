@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.facts import HostFacts
+from reconciler.facts import HostFacts, Observation
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result
 from reconciler.ledger import Ledger
@@ -74,7 +74,7 @@ def test_every_observation_taken_when_all_succeed(tmp_path: Path) -> None:
     ],
 )
 def test_one_failed_command_leaves_only_its_fact_unobserved(
-    tmp_path: Path, tool: str, fact: str, argv: str
+    tmp_path: Path, tool: str, fact: Observation, argv: str
 ) -> None:
     runner = FailingRunner(fail=tool)
     facts = observe(tmp_path, runner)

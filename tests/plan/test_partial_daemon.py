@@ -6,28 +6,10 @@ started and a removed one was never stopped, because the whole observation raise
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-# The daemon harness lives with the daemon's tests; tests/ is not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "daemon"))
-
 from daemon_harness import Harness, guest_toml, wait_for
 
 ZFS_DOWN = "cannot open 'zroot': pool I/O is currently suspended"
 ZVOL_GUEST = 'name = "vz"\nmemory = "256M"\n\n[[disk]]\nzvol = "zroot/vm/vz"\nsize = "1G"\n'
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
-    try:
-        yield h
-    finally:
-        h.cleanup()
 
 
 def test_zfs_failing_blocks_only_the_zvol_guest(harness: Harness) -> None:
@@ -44,8 +26,8 @@ def test_zfs_failing_blocks_only_the_zvol_guest(harness: Harness) -> None:
     wait_for(lambda: harness.guest("old") is None, "old to be stopped and retired")
     assert harness.bhyve_processes("old") == []
     assert old_pid not in harness.bhyve_processes("new")
-    status = wait_for(
-        lambda: (s := harness.status()) and any("guest vz waits" in e for e in s.host_errors) and s,
+    status = harness.wait_status(
+        lambda s: any("guest vz waits" in e for e in s.host_errors),
         "status to say vz waits for zfs",
     )
     assert any(e.startswith("observe: zfs list") and ZFS_DOWN in e for e in status.host_errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -24,10 +25,10 @@ from reconciler.actions import (
     StartGuest,
     StopGuest,
 )
-from reconciler.facts import DiskFile, HostFacts, Interface
+from reconciler.facts import DiskFile, HostFacts, Interface, InterfaceKind
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, allocate_taps, guests_holding_taps
-from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic, Uefi
+from reconciler.spec import DesiredState, Disk, GuestSpec, Lifecycle, Nic, Uefi
 
 GIB = 1 << 30
 HANDBOOK = GuestSpec(
@@ -41,26 +42,30 @@ UPLINK = PlanContext(uplinks={"bridge0": ("igb0",)}, guests_dir="/state/guests")
 
 
 def iface(
-    name: str, kind: str = "other", up: bool = True, members: tuple[str, ...] = ()
+    name: str, kind: InterfaceKind = "other", up: bool = True, members: tuple[str, ...] = ()
 ) -> Interface:
-    return Interface(name=name, kind=kind, up=up, members=members)  # type: ignore[arg-type]
+    return Interface(name=name, kind=kind, up=up, members=members)
 
 
-def converged_facts(**overrides: object) -> HostFacts:
-    base = HostFacts(
+def converged_interfaces() -> dict[str, Interface]:
+    return {
+        "igb0": iface("igb0"),
+        "tap0": iface("tap0", "tap"),
+        "bridge0": iface("bridge0", "bridge", members=("tap0", "igb0")),
+    }
+
+
+def converged_facts() -> HostFacts:
+    """The Handbook host once converged; a case changes it with `replace`."""
+    return HostFacts(
         modules=frozenset({"vmm", "nmdm", "if_tuntap", "if_bridge"}),
         sysctls={"net.link.tap.up_on_open": "1"},
-        interfaces={
-            "igb0": iface("igb0"),
-            "tap0": iface("tap0", "tap"),
-            "bridge0": iface("bridge0", "bridge", members=("tap0", "igb0")),
-        },
+        interfaces=converged_interfaces(),
         disks={"/vm/guest.img": DiskFile(exists=True, size=16 * GIB)},
     )
-    return replace(base, **overrides)  # type: ignore[arg-type]
 
 
-def summaries(actions: list) -> list[str]:  # type: ignore[type-arg]
+def summaries(actions: Sequence[Action]) -> list[str]:
     return [a.describe() for a in actions]
 
 
@@ -123,46 +128,49 @@ def test_converged_host_plans_nothing() -> None:
     ("drift", "expected"),
     [
         (
-            {"sysctls": {"net.link.tap.up_on_open": "0"}},
+            replace(converged_facts(), sysctls={"net.link.tap.up_on_open": "0"}),
             ["~ set net.link.tap.up_on_open=1 (now 0)"],
         ),
         (
-            {
-                "interfaces": {
+            replace(
+                converged_facts(),
+                interfaces={
                     "igb0": iface("igb0"),
                     "tap0": iface("tap0", "tap"),
                     "bridge0": iface("bridge0", "bridge", members=("igb0",)),
-                }
-            },
+                },
+            ),
             ["~ add tap0 to bridge0 for guest guestname"],
         ),
         (
-            {
-                "interfaces": {
+            replace(
+                converged_facts(),
+                interfaces={
                     "igb0": iface("igb0"),
                     "tap0": iface("tap0", "tap"),
                     "bridge0": iface("bridge0", "bridge", up=False, members=("tap0", "igb0")),
-                }
-            },
+                },
+            ),
             ["~ bring bridge0 up"],
         ),
         (
-            {
-                "interfaces": {
+            replace(
+                converged_facts(),
+                interfaces={
                     "igb0": iface("igb0"),
                     "bridge0": iface("bridge0", "bridge", members=("igb0",)),
-                }
-            },
+                },
+            ),
             ["+ create tap0 for guest guestname", "~ add tap0 to bridge0 for guest guestname"],
         ),
         (
-            {"modules": frozenset({"nmdm", "if_tuntap", "if_bridge"})},
+            replace(converged_facts(), modules=frozenset({"nmdm", "if_tuntap", "if_bridge"})),
             ["+ load kernel module vmm"],
         ),
     ],
 )
-def test_drift_is_repaired_and_only_drift(drift: dict[str, object], expected: list[str]) -> None:
-    actions = plan_actions({"guestname": HANDBOOK}, converged_facts(**drift), Ledger(), UPLINK)
+def test_drift_is_repaired_and_only_drift(drift: HostFacts, expected: list[str]) -> None:
+    actions = plan_actions({"guestname": HANDBOOK}, drift, Ledger(), UPLINK)
     assert summaries(actions) == expected
 
 
@@ -187,7 +195,7 @@ def test_removed_running_guest_stops_before_its_tap_is_destroyed() -> None:
         members={("bridge0", "tap0"): "guestname"},
         orders={"guestname": 0},
     )
-    facts = converged_facts(vms=frozenset({"guestname"}))
+    facts = replace(converged_facts(), vms=frozenset({"guestname"}))
     ctx = replace(UPLINK, running=frozenset({"guestname"}))
     actions = plan_actions({}, facts, ledger, ctx)
     assert summaries(actions) == [
@@ -203,10 +211,11 @@ def test_removed_running_guest_stops_before_its_tap_is_destroyed() -> None:
 
 
 def test_foreign_vms_and_interfaces_are_never_touched() -> None:
-    facts = converged_facts(
+    facts = replace(
+        converged_facts(),
         vms=frozenset({"someone-elses-vm"}),
         interfaces={
-            **converged_facts().interfaces,
+            **converged_interfaces(),
             "tap7": iface("tap7", "tap"),
             "bridge9": iface("bridge9", "bridge", members=("tap7",)),
         },
@@ -216,7 +225,7 @@ def test_foreign_vms_and_interfaces_are_never_touched() -> None:
 
 def test_stale_vm_of_a_guest_that_should_run_is_destroyed_before_it_starts() -> None:
     running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
-    facts = converged_facts(vms=frozenset({"guestname"}))
+    facts = replace(converged_facts(), vms=frozenset({"guestname"}))
     actions = plan_actions({"guestname": running}, facts, Ledger(), UPLINK)
     assert [type(a) for a in actions] == [DestroyVM, StartGuest]
     assert actions[0].argv == ("bhyvectl", "--vm=guestname", "--destroy")
@@ -224,11 +233,11 @@ def test_stale_vm_of_a_guest_that_should_run_is_destroyed_before_it_starts() -> 
 
 
 def test_guests_start_by_order_and_stop_in_reverse() -> None:
-    def guest(name: str, order: int, state: str = "running") -> GuestSpec:
+    def guest(name: str, order: int, state: DesiredState = "running") -> GuestSpec:
         return GuestSpec(
             name=name,
-            lifecycle=Lifecycle(order=order, state=state),  # type: ignore[arg-type]
-            console="/dev/ttyu0",  # type: ignore[arg-type]
+            lifecycle=Lifecycle(order=order, state=state),
+            console="/dev/ttyu0",
             disks=(Disk(path=f"/vm/{name}.img"),),
         )
 
@@ -238,7 +247,7 @@ def test_guests_start_by_order_and_stop_in_reverse() -> None:
         "c": guest("c", 5, "stopped"),
         "d": guest("d", 9, "stopped"),
     }
-    facts = converged_facts(disks={}, modules=frozenset({"vmm"}))
+    facts = replace(converged_facts(), disks={}, modules=frozenset({"vmm"}))
     ctx = replace(UPLINK, running=frozenset({"c", "d"}))
     actions = [a for a in plan_actions(desired, facts, Ledger(), ctx) if a.supervised]
     assert summaries(actions) == [
@@ -253,9 +262,10 @@ def test_guests_start_by_order_and_stop_in_reverse() -> None:
 def test_moved_nic_leaves_the_old_bridge_first() -> None:
     moved = replace(HANDBOOK, nics=(Nic(tap="tap0", bridge="bridge1"),))
     ledger = Ledger(members={("bridge0", "tap0"): "guestname"})
-    facts = converged_facts(
+    facts = replace(
+        converged_facts(),
         interfaces={
-            **converged_facts().interfaces,
+            **converged_interfaces(),
             "bridge1": iface("bridge1", "bridge", members=()),
         },
     )
@@ -278,7 +288,7 @@ def test_allocated_taps_are_lowest_free_and_stable() -> None:
 
 def test_zvols_are_created_only_when_observed_missing() -> None:
     guest = replace(HANDBOOK, disks=(Disk(zvol="zroot/vm/d0", size=16 * GIB),))
-    missing = converged_facts(zvols={})
+    missing = replace(converged_facts(), zvols={})
     actions = plan_actions({"guestname": guest}, missing, Ledger(), UPLINK)
     # Without -p, so an existing volume is refused, not taken for ours (reference §8.4).
     assert [a.argv for a in actions] == [
@@ -286,7 +296,7 @@ def test_zvols_are_created_only_when_observed_missing() -> None:
     ]
     assert isinstance(actions[0], CreateZvol)
     assert actions[0].parents_argv == ("zfs", "create", "-p", "zroot/vm")
-    present = converged_facts(zvols={"zroot/vm/d0": 16 * GIB})
+    present = replace(converged_facts(), zvols={"zroot/vm/d0": 16 * GIB})
     assert plan_actions({"guestname": guest}, present, Ledger(), UPLINK) == []
     assert isinstance(actions[0], CreateZvol)
 
@@ -297,23 +307,25 @@ def test_uefi_vars_copy_is_made_once() -> None:
     assert len(actions) == 1 and isinstance(actions[0], CopyFile)
     assert actions[0].source == "/usr/local/share/uefi-firmware/BHYVE_UEFI_VARS.fd"
     assert actions[0].path == "/state/guests/guestname/BHYVE_UEFI_VARS.fd"
-    done = converged_facts(files={"/state/guests/guestname/BHYVE_UEFI_VARS.fd": True})
+    done = replace(converged_facts(), files={"/state/guests/guestname/BHYVE_UEFI_VARS.fd": True})
     assert plan_actions({"guestname": guest}, done, Ledger(), UPLINK) == []
 
 
 def test_ledger_bridge_is_destroyed_only_when_nothing_foreign_is_in_it() -> None:
     ledger = Ledger(interfaces={"bridge5": CreatedInterface("bridge", "old")})
-    lonely = converged_facts(
-        interfaces={**converged_facts().interfaces, "bridge5": iface("bridge5", "bridge")}
+    lonely = replace(
+        converged_facts(),
+        interfaces={**converged_interfaces(), "bridge5": iface("bridge5", "bridge")},
     )
     assert summaries(plan_actions({"guestname": HANDBOOK}, lonely, ledger, UPLINK)) == [
         "- destroy bridge5 (created for guest old)"
     ]
-    shared = converged_facts(
+    shared = replace(
+        converged_facts(),
         interfaces={
-            **converged_facts().interfaces,
+            **converged_interfaces(),
             "bridge5": iface("bridge5", "bridge", members=("em1",)),
-        }
+        },
     )
     assert plan_actions({"guestname": HANDBOOK}, shared, ledger, UPLINK) == []
 
@@ -334,17 +346,22 @@ def test_destroy_interface_argv() -> None:
 
 def test_guests_whose_tap_is_held_open_are_found_running() -> None:
     running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
-    held = converged_facts(
+    held = replace(
+        converged_facts(),
         vms=frozenset({"guestname", "other"}),
         interfaces={
-            **converged_facts().interfaces,
+            **converged_interfaces(),
             "tap0": Interface(name="tap0", kind="tap", up=True, opened_by=4242),
         },
     )
     assert holding({"guestname": running}, held, Ledger()) == {"guestname": 4242}
     # The same VM with its tap closed is a leftover: nothing runs it.
     assert (
-        holding({"guestname": running}, converged_facts(vms=frozenset({"guestname"})), Ledger())
+        holding(
+            {"guestname": running},
+            replace(converged_facts(), vms=frozenset({"guestname"})),
+            Ledger(),
+        )
         == {}
     )
     # A gone guest's tap is found through the ledger.
@@ -354,7 +371,7 @@ def test_guests_whose_tap_is_held_open_are_found_running() -> None:
 
 def test_no_disk_is_created_under_a_running_guest() -> None:
     running = replace(HANDBOOK, lifecycle=Lifecycle(state="running"))
-    gone = converged_facts(disks={}, vms=frozenset({"guestname"}))
+    gone = replace(converged_facts(), disks={}, vms=frozenset({"guestname"}))
     ctx = replace(UPLINK, running=frozenset({"guestname"}))
     assert plan_actions({"guestname": running}, gone, Ledger(), ctx) == []
     stopped = plan_actions({"guestname": running}, gone, Ledger(), UPLINK)

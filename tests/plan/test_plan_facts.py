@@ -14,16 +14,16 @@ import pytest
 from reconciler.facts import DiskFile, HostFacts, Interface, Observation
 from reconciler.ledger import CreatedInterface, Ledger
 from reconciler.plan import PlanContext, plan_actions
-from reconciler.spec import Disk, GuestSpec, Lifecycle, Nic
+from reconciler.spec import DesiredState, Disk, GuestSpec, Lifecycle, Nic
 
 GIB = 1 << 30
 
 
-def guest(name: str, disk: Disk, *nics: Nic, state: str = "running") -> GuestSpec:
+def guest(name: str, disk: Disk, *nics: Nic, state: DesiredState = "running") -> GuestSpec:
     return GuestSpec(
         name=name,
         console="/dev/ttyu0",
-        lifecycle=Lifecycle(state=state),  # type: ignore[arg-type]
+        lifecycle=Lifecycle(state=state),
         disks=(disk,),
         nics=nics,
     )
@@ -77,9 +77,15 @@ STARTS = ["+ start guest filey", "+ start guest netty", "+ start guest zvoly"]
 
 def failed(fact: Observation, error: str) -> HostFacts:
     """OBSERVED with one observation failed, as FreeBSDHost.observe reports it."""
-    if fact == "disks":  # filey's stat failed: its path is absent, as it already is
-        return replace(OBSERVED, unobserved={"disks": error})
-    return replace(OBSERVED, **{fact: None}, unobserved={fact: error})  # type: ignore[arg-type]
+    without: dict[Observation, HostFacts] = {
+        "modules": replace(OBSERVED, modules=None),
+        "interfaces": replace(OBSERVED, interfaces=None),
+        "zvols": replace(OBSERVED, zvols=None),
+        "vms": replace(OBSERVED, vms=None),
+        # filey's stat failed: its path is absent, as it already is
+        "disks": OBSERVED,
+    }
+    return replace(without[fact], unobserved={fact: error})
 
 
 def test_with_every_fact_observed_everything_is_planned() -> None:

@@ -3,6 +3,8 @@ search for guests run from outside use those, never an allocation of their own."
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import pytest
 
 from reconciler import plan as planning
@@ -43,12 +45,14 @@ def nic_taps(argv: tuple[str, ...]) -> list[str]:
 def test_plan_allocates_once_and_carries_the_taps_it_planned_with(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[object] = []
+    calls: list[Mapping[str, GuestSpec]] = []
     real = planning.allocate_taps
 
-    def counting(*args: object, **kwargs: object) -> dict[str, tuple[str, ...]]:
-        calls.append(args)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    def counting(
+        desired: Mapping[str, GuestSpec], interfaces: Iterable[str] | None, ledger: Ledger
+    ) -> dict[str, tuple[str, ...]]:
+        calls.append(desired)
+        return real(desired, interfaces, ledger)
 
     monkeypatch.setattr(planning, "allocate_taps", counting)
     plan = plan_actions(DESIRED, FACTS, Ledger(), CTX)

@@ -3,17 +3,14 @@ and outputs that parse back into what the state says."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sim_helpers import Run
 
 from reconciler.facts import parse_kldstat, parse_sysctl
 from reconciler.sim import SimulatedHost
 from reconciler.sim.tools import run_tool
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_fresh_host_has_zfs_and_compiled_in_modules_but_not_vmm_or_nmdm(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import Boot, Run
+from sim_helpers import Boot, Run
 
 from reconciler.processes import parse_ps
 from reconciler.sim import SimulatedHost

@@ -67,7 +67,8 @@ def no_tomllib(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(text: str) -> dict[str, Any]:
         raise AssertionError("tomllib was given a text the scan should have refused")
 
-    monkeypatch.setattr(tomlload.tomllib, "loads", refuse)
+    # tomlload calls `tomllib.loads`: the module attribute is what it reaches.
+    monkeypatch.setattr(tomllib, "loads", refuse)
 
 
 def only_error(source: str | bytes) -> SpecError:
@@ -230,7 +231,7 @@ def nested(depth: int, tables: int) -> st.SearchStrategy[Any]:
     if depth == 0:
         return SCALARS
     inner = nested(depth - 1, tables)
-    options = [SCALARS, st.lists(inner, max_size=3)]
+    options: list[st.SearchStrategy[Any]] = [SCALARS, st.lists(inner, max_size=3)]
     if tables > 0:
         options.append(st.dictionaries(KEYS, nested(depth - 1, tables - 1), max_size=3))
     return st.one_of(options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -140,9 +141,10 @@ def test_is_spec_file_name(name: str, is_spec: bool) -> None:
 
 
 def test_the_watcher_and_the_scan_share_one_name_rule() -> None:
-    from reconciler import watch
+    from reconciler.watch import ConfWatcher
 
-    assert watch.is_conf_file is is_spec_file_name
+    accept = inspect.signature(ConfWatcher).parameters["accept"]
+    assert accept.default is is_spec_file_name
 
 
 def test_broken_edit_keeps_the_last_good_spec(conf: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,7 +49,9 @@ PLACES = [
 
 @pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
 @pytest.mark.parametrize(("place", "key"), PLACES, ids=[k for _p, k in PLACES])
-def test_invisible_characters_never_reach_an_argv(place, key: str, char: str) -> None:  # type: ignore[no-untyped-def]
+def test_invisible_characters_never_reach_an_argv(
+    place: Callable[[str], str], key: str, char: str
+) -> None:
     value = {"name": "web", "nic[0].bridge": "bridge0", "nic[0].tap": "tap0"}.get(key, "/vm/b")
     if key == "grub.root":
         value = "hd0,msdos1"

@@ -38,7 +38,7 @@ def example(key: Key, *, chosen: str | None = None, prefer: frozenset[str] = fro
         return example_table(kind.spec, prefer=prefer)
     if isinstance(kind, TableArray):
         # One table per alternative of a one-of (a disk's path or zvol).
-        alternatives = [name for name, _what in kind.spec.one_of] or [None]
+        alternatives: list[str | None] = [name for name, _what in kind.spec.one_of] or [None]
         return [example_table(kind.spec, only=alt, prefer=prefer) for alt in alternatives]
     if isinstance(kind, TableMap):
         return {kind.name_example: example(kind.entry, prefer=prefer)}
@@ -51,7 +51,7 @@ def example_table(
     only: str | None = None,
     when: dict[str, Any] | None = None,
     prefer: frozenset[str] = frozenset(),
-):
+) -> dict[str, Any]:
     """Every key of `spec` at its example; of a one-of only `only` (default: the first), of an
     at-most-one the key in `prefer` (default: the first); keys that need another key's value
     only when `when` gives that value."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from structlog.testing import capture_logs
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
 from reconciler.errors import HostCommandError
 
 
 def test_first_poll_boots_a_running_guest() -> None:
-    rig = Rig(guest(cpus=2))
+    rig = SupervisorRig(guest(cpus=2))
     pid = rig.boot_to_running()
     snap = rig.sup.snapshot()
     assert (snap.state, snap.pid, snap.boots) == ("running", pid, 1)
@@ -20,30 +20,30 @@ def test_first_poll_boots_a_running_guest() -> None:
 
 
 def test_loader_phase_shows_starting_until_bhyve_runs() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.sup.poll()
     rig.ops.run_loader()
     rig.sup.poll()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.sup.snapshot().pid is None
 
 
 def test_stale_vm_is_destroyed_before_the_first_boot() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.ops.vm = True
     rig.sup.poll()
     assert rig.ops.names() == ["destroy", "spawn"]
 
 
 def test_guest_reboot_runs_loader_and_bhyve_again_without_destroying() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     first = rig.boot_to_running()
     rig.ops.end("bhyve", 0)
     with capture_logs() as logs:
         rig.sup.poll()
     assert rig.ops.names() == ["spawn", "spawn"]
     assert rig.ops.vm  # the VM survived the reboot
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.sup.snapshot().boots == 2
     exited = [e for e in logs if e["event"] == "guest.exited"]
     assert exited == [
@@ -61,18 +61,18 @@ def test_guest_reboot_runs_loader_and_bhyve_again_without_destroying() -> None:
     rig.ops.run_loader()
     pid = rig.ops.run_bhyve()
     rig.sup.poll()
-    assert (rig.sup.state, rig.sup.snapshot().pid) == ("running", pid)
+    assert (rig.state(), rig.sup.snapshot().pid) == ("running", pid)
 
 
 @pytest.mark.parametrize("status", [1, 2])
 def test_power_off_or_halt_destroys_and_stays_off(status: int) -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", status)
     rig.sup.poll()
     rig.clock.advance(3600)
     rig.sup.poll()
-    assert rig.sup.state == "powered-off"
+    assert rig.state() == "powered-off"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert not rig.ops.vm
     assert rig.ops.rec.outcome == "powered-off"
@@ -81,34 +81,34 @@ def test_power_off_or_halt_destroys_and_stays_off(status: int) -> None:
 
 @pytest.mark.parametrize("status", [1, 2])
 def test_loader_quit_or_reboot_at_its_menu_counts_as_stopping(status: int) -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.sup.poll()
     rig.ops.run_loader()
     rig.ops.end("loader", status)
     rig.sup.poll()
-    assert rig.sup.state == "powered-off"
+    assert rig.state() == "powered-off"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert rig.sup.snapshot().last_exit_meaning == ("loader-quit", "loader-reboot")[status - 1]
 
 
 def test_restart_always_boots_again_after_power_off_at_once() -> None:
-    rig = Rig(guest(restart="always"))
+    rig = SupervisorRig(guest(restart="always"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
     assert rig.ops.names() == ["spawn", "destroy", "spawn"]
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_restart_always_backs_off_a_guest_that_keeps_powering_off() -> None:
-    rig = Rig(guest(restart="always"))
+    rig = SupervisorRig(guest(restart="always"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()  # first power-off: straight back up
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
-    assert rig.sup.state == "crash-loop"
+    assert rig.state() == "crash-loop"
     assert rig.sup.snapshot().next_restart_at == rig.clock.now + 1.0
 
 
@@ -116,7 +116,7 @@ def test_restart_always_backs_off_a_guest_that_keeps_powering_off() -> None:
     ("phase", "status"), [("bhyve", 3), ("bhyve", 4), ("bhyve", 134), ("loader", 64)]
 )
 def test_failures_destroy_and_back_off(phase: str, status: int) -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.sup.poll()
     rig.ops.run_loader()
     if phase == "bhyve":
@@ -132,19 +132,19 @@ def test_failures_destroy_and_back_off(phase: str, status: int) -> None:
 
 
 def test_restart_never_leaves_a_failed_guest_off_in_error() -> None:
-    rig = Rig(guest(restart="never"))
+    rig = SupervisorRig(guest(restart="never"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 3)
     rig.sup.poll()
     rig.clock.advance(3600)
     rig.sup.poll()
-    assert rig.sup.state == "error"
+    assert rig.state() == "error"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert rig.sup.snapshot().last_exit_meaning == "triple-fault"
 
 
 def test_restart_never_still_follows_a_guest_reboot() -> None:
-    rig = Rig(guest(restart="never"))
+    rig = SupervisorRig(guest(restart="never"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 0)
     rig.sup.poll()
@@ -152,7 +152,7 @@ def test_restart_never_still_follows_a_guest_reboot() -> None:
 
 
 def test_a_boot_whose_shim_vanished_is_a_failure() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.live.clear()  # shim and bhyve gone, nothing recorded
     rig.sup.poll()
@@ -162,7 +162,7 @@ def test_a_boot_whose_shim_vanished_is_a_failure() -> None:
 
 
 def test_a_boot_that_cannot_be_prepared_is_retried_with_backoff() -> None:
-    rig = Rig(guest(restart="never"))
+    rig = SupervisorRig(guest(restart="never"))
     rig.prepare.fail = HostCommandError(["ifconfig", "tap0"], 1, "interface tap0 does not exist")
     with capture_logs() as logs:
         rig.sup.poll()
@@ -174,11 +174,11 @@ def test_a_boot_that_cannot_be_prepared_is_retried_with_backoff() -> None:
     rig.clock.advance(1.0)
     rig.sup.poll()
     assert rig.ops.names() == ["spawn"]
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_uefi_guest_has_no_loader_phase() -> None:
-    rig = Rig(guest(loader="uefi"))
+    rig = SupervisorRig(guest(loader="uefi"))
     rig.boot_to_running()
     spawned = rig.ops.calls[0][2]
     assert spawned.loader is None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
+from reconciler.spec import GuestSpec
 from reconciler.supervise import CommandRefused
 
 
 def test_on_change_restart_stops_gracefully_then_boots_the_new_spec() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     pid = rig.boot_to_running()
     rig.sup.desire(guest(cpus=4))
     assert rig.ops.calls[1:] == [
@@ -18,17 +19,17 @@ def test_on_change_restart_stops_gracefully_then_boots_the_new_spec() -> None:
         (rig.clock.now, "spawn", rig.ops.calls[-1][2]),
     ]
     assert [s.cpus for s in rig.prepare.specs] == [1, 4]
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_on_change_next_boot_keeps_running_until_the_guest_reboots() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     rig.boot_to_running()
     rig.sup.desire(guest(cpus=4, on_change="next-boot"))
     rig.clock.advance(3600)
     rig.sup.poll()
     assert rig.ops.names() == ["spawn"]
-    assert rig.sup.state == "running"
+    assert rig.state() == "running"
     rig.ops.end("bhyve", 0)
     rig.sup.poll()
     # The new shape needs a fresh VM; an unchanged reboot keeps it (see the next test).
@@ -37,7 +38,7 @@ def test_on_change_next_boot_keeps_running_until_the_guest_reboots() -> None:
 
 
 def test_unchanged_spec_reboot_keeps_the_vm_after_a_next_boot_edit_is_applied() -> None:
-    rig = Rig(guest(cpus=1))
+    rig = SupervisorRig(guest(cpus=1))
     rig.boot_to_running()
     rig.sup.desire(guest(cpus=4, on_change="next-boot"))
     rig.ops.end("bhyve", 0)
@@ -58,16 +59,16 @@ def test_unchanged_spec_reboot_keeps_the_vm_after_a_next_boot_edit_is_applied() 
         guest(source="/etc/x.toml"),
     ],
 )
-def test_policy_only_changes_do_not_restart(changed: object) -> None:
-    rig = Rig(guest())
+def test_policy_only_changes_do_not_restart(changed: GuestSpec) -> None:
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
-    rig.sup.desire(changed)  # type: ignore[arg-type]
+    rig.sup.desire(changed)
     assert rig.ops.names() == ["spawn"]
-    assert rig.sup.state == "running"
+    assert rig.state() == "running"
 
 
 def test_policy_change_applies_to_the_next_exit() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.desire(guest(restart="always"))
     rig.ops.end("bhyve", 1)
@@ -76,7 +77,7 @@ def test_policy_change_applies_to_the_next_exit() -> None:
 
 
 def test_same_spec_again_changes_nothing() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.desire(guest())
     rig.sup.desire(guest())
@@ -84,39 +85,39 @@ def test_same_spec_again_changes_nothing() -> None:
 
 
 def test_stop_holds_until_start() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.stop()
     rig.sup.desire(guest())  # the periodic resync hands the same file again
     rig.clock.advance(3600)
     rig.sup.poll()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     rig.sup.start()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy", "spawn"]
 
 
 def test_a_changed_file_releases_a_hold() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.stop()
     rig.sup.desire(guest(memory="1G"))
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     assert rig.prepare.specs[-1].memory == "1G"
 
 
 def test_start_boots_a_powered_off_guest() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()
-    assert rig.sup.state == "powered-off"
+    assert rig.state() == "powered-off"
     rig.sup.start()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_start_boots_a_crash_looping_guest_now_and_forgives_its_crashes() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     for _ in range(3):
         rig.ops.end("bhyve", 4)
@@ -129,7 +130,7 @@ def test_start_boots_a_crash_looping_guest_now_and_forgives_its_crashes() -> Non
     rig.sup.poll()
     assert rig.sup.snapshot().next_restart_at == rig.clock.now + 8.0
     rig.sup.start()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
@@ -137,42 +138,42 @@ def test_start_boots_a_crash_looping_guest_now_and_forgives_its_crashes() -> Non
 
 
 def test_start_boots_a_guest_in_error() -> None:
-    rig = Rig(guest(restart="never"))
+    rig = SupervisorRig(guest(restart="never"))
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
-    assert rig.sup.state == "error"
+    assert rig.state() == "error"
     rig.sup.start()
-    assert rig.sup.state == "starting"
+    assert rig.state() == "starting"
 
 
 def test_stop_cancels_a_pending_crash_restart() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
     rig.sup.stop()
     rig.clock.advance(60)
     rig.sup.poll()
-    assert rig.sup.state == "held"
+    assert rig.state() == "held"
     assert rig.ops.names() == ["spawn", "destroy"]
     assert rig.sup.next_deadline() is None
 
 
 def test_start_while_running_does_nothing() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.start()
     assert rig.ops.names() == ["spawn"]
 
 
 def test_start_during_a_stop_boots_once_the_stop_ends() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.sup.stop()
     rig.sup.start()
-    assert rig.sup.state == "stopping"
+    assert rig.state() == "stopping"
     rig.clock.advance(30)
     rig.sup.poll()
     rig.clock.advance(1)
@@ -181,7 +182,7 @@ def test_start_during_a_stop_boots_once_the_stop_ends() -> None:
 
 
 def test_restart_stops_gracefully_then_boots() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.sup.restart()
     assert rig.ops.names() == ["spawn", "signal-SIGTERM", "destroy", "spawn"]
@@ -189,7 +190,7 @@ def test_restart_stops_gracefully_then_boots() -> None:
 
 
 def test_start_and_restart_refuse_a_guest_whose_file_says_stopped() -> None:
-    rig = Rig(guest(state="stopped"))
+    rig = SupervisorRig(guest(state="stopped"))
     rig.sup.poll()
     with pytest.raises(CommandRefused, match="stopped"):
         rig.sup.start()
@@ -199,7 +200,7 @@ def test_start_and_restart_refuse_a_guest_whose_file_says_stopped() -> None:
 
 
 def test_commands_refuse_a_removed_guest() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)
     rig.sup.poll()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from structlog.testing import capture_logs
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
 
-def crash_and_measure(rig: Rig) -> float:
+def crash_and_measure(rig: SupervisorRig) -> float:
     """Crash the running guest now; return how long until the supervisor boots it again."""
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
@@ -19,7 +19,7 @@ def crash_and_measure(rig: Rig) -> float:
 
 
 def test_three_crashes_in_a_row_restart_one_two_four_seconds_apart() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     delays = []
     for _ in range(3):
@@ -29,7 +29,7 @@ def test_three_crashes_in_a_row_restart_one_two_four_seconds_apart() -> None:
 
 
 def test_crash_loop_state_names_its_next_restart() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     with capture_logs() as logs:
@@ -44,7 +44,7 @@ def test_crash_loop_state_names_its_next_restart() -> None:
 
 
 def test_ten_minutes_of_stable_running_resets_the_backoff() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     assert crash_and_measure(rig) == 1.0
     rig.boot_to_running()
@@ -56,7 +56,7 @@ def test_ten_minutes_of_stable_running_resets_the_backoff() -> None:
 
 
 def test_reboots_do_not_break_a_stable_run() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     assert crash_and_measure(rig) == 1.0
     rig.boot_to_running()
@@ -71,7 +71,7 @@ def test_reboots_do_not_break_a_stable_run() -> None:
 
 
 def test_a_guest_failing_during_its_crash_loop_keeps_doubling() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     delays = []
     for _ in range(5):

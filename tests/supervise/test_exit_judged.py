@@ -5,7 +5,7 @@ retried with backoff and shown as such; a menu quit and a power-off still stop t
 from __future__ import annotations
 
 from structlog.testing import capture_logs
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
 from reconciler.policy import ExitStatus
 from reconciler.supervise import BootRecord
@@ -14,7 +14,7 @@ ENOMEM = b"vm_create: Cannot allocate memory\n"
 
 
 def test_a_loader_that_cannot_create_its_vm_is_retried_with_backoff() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.sup.poll()
     rig.ops.run_loader()
     rig.ops.vm = False  # vm_create failed: there is no VM
@@ -44,7 +44,7 @@ def test_a_loader_that_cannot_create_its_vm_is_retried_with_backoff() -> None:
 
 
 def test_a_menu_quit_still_stops_the_guest() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.sup.poll()
     rig.ops.run_loader()
     rig.ops.output = b"Consoles: userboot\n\nType '?' for a list of commands.\nOK quit\n"
@@ -61,7 +61,7 @@ def test_a_menu_quit_still_stops_the_guest() -> None:
 
 
 def test_a_vm_destroyed_from_outside_is_a_failure_not_a_power_off() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.vm = False  # bhyvectl --destroy behind the daemon's back
     rig.ops.output = b"vm_run error -1, errno 6\n"
@@ -79,7 +79,7 @@ def test_a_vm_destroyed_from_outside_is_a_failure_not_a_power_off() -> None:
 
 
 def test_a_guest_power_off_keeps_its_vm_until_we_destroy_it() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.end("bhyve", 1)  # the VM stays, suspended, as after an ACPI power-off
     rig.sup.poll()
@@ -88,7 +88,7 @@ def test_a_guest_power_off_keeps_its_vm_until_we_destroy_it() -> None:
 
 
 def test_our_own_stop_is_a_stop_whatever_bhyve_says() -> None:
-    rig = Rig(guest())
+    rig = SupervisorRig(guest())
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.sup.stop()
@@ -103,17 +103,17 @@ def test_our_own_stop_is_a_stop_whatever_bhyve_says() -> None:
 def test_an_exit_found_in_an_old_record_does_not_read_the_vm_now() -> None:
     # The guest powered off while no daemon ran; its VM may have been destroyed since (by a
     # person, by vm-bhyve): only what bhyve printed can say it failed.
-    rig = Rig(None)
+    rig = SupervisorRig(None)
     rig.ops.set_record(BootRecord(shim_pid=7, exit=ExitStatus.from_shell("bhyve", 1)), vm=False)
-    adopted = Rig(guest(), ops=rig.ops, clock=rig.clock)
+    adopted = SupervisorRig(guest(), ops=rig.ops, clock=rig.clock)
     assert adopted.sup.state == "powered-off"
     assert adopted.sup.snapshot().last_exit_meaning == "poweroff"
 
 
 def test_an_old_record_with_a_printed_failure_is_retried() -> None:
-    rig = Rig(None)
+    rig = SupervisorRig(None)
     rig.ops.set_record(BootRecord(shim_pid=7, exit=ExitStatus.from_shell("loader", 1)), vm=False)
     rig.ops.output = ENOMEM
-    adopted = Rig(guest(), ops=rig.ops, clock=rig.clock)
+    adopted = SupervisorRig(guest(), ops=rig.ops, clock=rig.clock)
     assert adopted.sup.state == "crash-loop"
     assert adopted.sup.snapshot().last_exit_meaning == "loader-error"

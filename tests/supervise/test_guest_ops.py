@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from supervise_fakes import Plan
 from supervise_support import wait_for, write_script
 
 from reconciler.errors import HostCommandError
@@ -21,13 +21,6 @@ from reconciler.spec import GuestSpec
 from reconciler.supervise import BootRecord
 
 SPEC = GuestSpec(name="vm1")
-
-
-@dataclass(frozen=True)
-class Plan:
-    loader: tuple[str, ...] | None
-    bhyve: tuple[str, ...]
-    files: tuple[tuple[str, str], ...] = ()
 
 
 class RecordingRunner(SubprocessRunner):

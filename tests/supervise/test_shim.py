@@ -173,7 +173,7 @@ def test_argv_passes_through_verbatim(tmp_path: Path, bin_dir: Path) -> None:
     assert not list(tmp_path.rglob("pwned"))
 
 
-ARG = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=12)
+ARG = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=12)
 
 
 @settings(

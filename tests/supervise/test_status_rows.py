@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from supervise_fakes import Rig, guest
+from supervise_fakes import SupervisorRig, guest
 
 from reconciler.spec import Graphics
 
@@ -14,7 +14,7 @@ TIMEOUT = 30.0
 STEP = 0.25
 
 
-def settle(rig: Rig, limit: float = 120.0) -> None:
+def settle(rig: SupervisorRig, limit: float = 120.0) -> None:
     end = rig.clock.now + limit
     while not rig.sup.settled and rig.clock.now < end:
         rig.clock.advance(STEP)
@@ -23,7 +23,7 @@ def settle(rig: Rig, limit: float = 120.0) -> None:
 
 def test_a_running_guest_shows_the_spec_its_boot_runs() -> None:
     uefi = guest(cpus=2, memory="2G", loader="uefi", graphics=Graphics(listen="0.0.0.0:5901"))
-    rig = Rig(uefi, stop_timeout=TIMEOUT)
+    rig = SupervisorRig(uefi, stop_timeout=TIMEOUT)
     rig.boot_to_running()
     row = rig.sup.snapshot()
     assert (row.cpus, row.memory, row.loader) == (2, "2G", "uefi")
@@ -36,7 +36,7 @@ def test_a_running_guest_shows_the_spec_its_boot_runs() -> None:
 
 
 def test_a_stop_shows_its_phase_and_deadline_then_how_it_ended() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = False
     t0 = rig.clock.now
@@ -56,14 +56,14 @@ def test_a_stop_shows_its_phase_and_deadline_then_how_it_ended() -> None:
 
 
 def test_a_guest_that_obeys_acpi_stopped_on_acpi() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.sup.stop()
     assert (rig.sup.state, rig.sup.snapshot().last_stop) == ("held", "acpi")
 
 
 def test_a_guest_killed_after_the_forced_power_off_says_so() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.acpi = False
     rig.ops.poweroff_works = False
@@ -73,7 +73,7 @@ def test_a_guest_killed_after_the_forced_power_off_says_so() -> None:
 
 
 def test_recent_exits_keep_the_last_five_in_order_with_their_meanings() -> None:
-    rig = Rig(guest(restart="always"), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(restart="always"), stop_timeout=TIMEOUT)
     ends = [("bhyve", 0), ("bhyve", 3), ("bhyve", 0), ("bhyve", 4), ("bhyve", 0), ("bhyve", 2)]
     for phase, status in ends:
         rig.sup.poll()
@@ -98,7 +98,7 @@ def test_recent_exits_keep_the_last_five_in_order_with_their_meanings() -> None:
 
 
 def test_a_crash_loop_shows_its_streak() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     rig.ops.end("bhyve", 4)
     rig.sup.poll()
@@ -108,7 +108,7 @@ def test_a_crash_loop_shows_its_streak() -> None:
 
 
 def test_the_row_object_is_kept_while_nothing_in_it_changes() -> None:
-    rig = Rig(guest(), stop_timeout=TIMEOUT)
+    rig = SupervisorRig(guest(), stop_timeout=TIMEOUT)
     rig.boot_to_running()
     first = rig.sup.snapshot()
     rig.clock.advance(10)

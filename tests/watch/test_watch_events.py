@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import DaemonError
-from reconciler.watch import Backend, ConfWatcher, is_conf_file
+from reconciler.guestfile import is_spec_file_name
+from reconciler.watch import Backend, ConfWatcher
 
 WAIT = 5.0  # upper bound for an event to arrive; never an expectation of speed
 SENTINEL = "zz-sentinel.toml"
@@ -73,7 +74,7 @@ def watch() -> Iterator[WatchFactory]:
         directory: Path,
         backend: Backend = "native",
         *,
-        accept: Callable[[str], bool] = is_conf_file,
+        accept: Callable[[str], bool] = is_spec_file_name,
         recursive: bool = False,
     ) -> Recorder:
         recorder = Recorder()

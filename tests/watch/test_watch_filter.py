@@ -18,12 +18,13 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from reconciler.watch import is_conf_file, settled_paths
+from reconciler.guestfile import is_spec_file_name
+from reconciler.watch import settled_paths
 
 
 @pytest.mark.parametrize("name", ["web.toml", "db-1.toml", "a.b.toml", "Guest_2.toml"])
 def test_spec_names_count(name: str) -> None:
-    assert is_conf_file(name)
+    assert is_spec_file_name(name)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ def test_spec_names_count(name: str) -> None:
     ],
 )
 def test_debris_and_other_names_do_not_count(name: str) -> None:
-    assert not is_conf_file(name)
+    assert not is_spec_file_name(name)
 
 
 def test_with_close_events_a_write_counts_only_when_closed() -> None:

@@ -1,15 +1,26 @@
-"""Constants and helpers the simulator's tests share: the Handbook guest, waiting for a guest."""
+"""What the simulator's tests share: the shapes of its fixtures (a tool run, a bhyve started), the
+Handbook guest, waiting for a guest."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from reconciler.sim import SimulatedHost
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
-Boot = Callable[..., subprocess.Popen[str]]
+
+class Run(Protocol):
+    """Run one simulated tool by name through PATH, without a shell, as the driver does."""
+
+    def __call__(self, *argv: str) -> subprocess.CompletedProcess[str]: ...
+
+
+class Boot(Protocol):
+    """Start a simulated bhyve with `argv`, as the supervisor would."""
+
+    def __call__(self, *argv: str) -> subprocess.Popen[str]: ...
+
 
 GUEST = "guestname"
 DISK = "/vm/guest.img"

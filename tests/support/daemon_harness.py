@@ -14,16 +14,32 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomli_w
 
 from reconciler.sim import SimulatedHost
 from reconciler.status import DaemonStatus, GuestStatus, read_status
 
 T = TypeVar("T")
 WAIT = 15.0  # seconds: generous bound for anything the daemon should do "at once"
+
+# The daemon's [timings] in these tests: production waits shortened so the real daemon runs
+# through crash backoffs in a fraction of a second. `stable_after` stays long: a guest that
+# crashes again within a test is never forgiven, so its backoff grows as the policy says.
+CRASH_BACKOFF = 0.1  # seconds before the first restart after a crash; doubles per crash
+DEBOUNCE = 0.02  # seconds conf.d must be quiet before a pass
+KILL_GRACE = 1.0  # seconds after a forced power-off before SIGKILL
+# A crash backoff a test can watch: long enough for polls of status.json to see the guest in
+# `crash-loop` before it boots again, on a busy machine.
+VISIBLE_BACKOFF = 0.4
+# Room for a wrong action to show before a test checks it did not happen: a wrong restart or
+# boot would come at once or after one crash backoff step, both well within it.
+ROOM = 5 * CRASH_BACKOFF
 Event = dict[str, Any]
 
 
@@ -36,7 +52,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = WAIT) ->
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def guest_toml(
@@ -69,13 +85,15 @@ class Harness:
         self.conf_dir.mkdir(mode=0o755)
         os.chmod(self.conf_dir, 0o755)
         self.state_dir = self.root / "var/db/bhyve-reconciler"
-        self.run_dir = self.root / "var/run/bhyve-reconciler"
+        # Short: run_dir/control.sock must fit a UNIX socket address (sun_path: 104 bytes on
+        # FreeBSD, 108 on Linux) under pytest's tmp_path, a worker's (popen-gwN/) included.
+        self.run_dir = self.root / "run"
         self.config = tmp_path / "daemon.toml"
         self.configure()
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
-    def configure(self, *, stop_timeout: str = "1s") -> None:
+    def configure(self, *, stop_timeout: str = "1s", crash_backoff: float = CRASH_BACKOFF) -> None:
         self.config.write_text(
             f'conf_dir = "{self.conf_dir}"\n'
             f'state_dir = "{self.state_dir}"\n'
@@ -85,7 +103,19 @@ class Harness:
             'resync_interval = "1h"\n'
             "[bridges.bridge0]\n"
             'members = ["igb0"]\n'
+            "[timings]\n"
+            f"crash_backoff = {crash_backoff}\n"
+            'crash_backoff_max = "1m"\n'
+            'stable_after = "1h"\n'
+            f"kill_grace = {KILL_GRACE}\n"
+            f"debounce = {DEBOUNCE}\n"
         )
+
+    def set_timings(self, **values: str | float) -> None:
+        """Set keys of the config's [timings] over the harness's short ones (`"100ms"`, 2.0)."""
+        config = tomllib.loads(self.config.read_text())
+        config.setdefault("timings", {}).update(values)
+        self.config.write_text(tomli_w.dumps(config))
 
     # -- the daemon and the CLI ----------------------------------------------------------
 
@@ -153,6 +183,17 @@ class Harness:
     def status(self) -> DaemonStatus | None:
         return read_status(self.run_dir)
 
+    def wait_status(
+        self, holds: Callable[[DaemonStatus], bool], what: str, timeout: float = WAIT
+    ) -> DaemonStatus:
+        """The first status.json for which `holds` is true."""
+
+        def probe() -> DaemonStatus | None:
+            status = self.status()
+            return status if status is not None and holds(status) else None
+
+        return wait_for(probe, what, timeout)
+
     def passes(self) -> int:
         status = self.status()
         assert status is not None, "no status.json yet"
@@ -162,6 +203,10 @@ class Harness:
         """Host observations so far: every pass starts with one `kldstat -v` (status.json's
         `passes` is only rewritten when something else in the status changes)."""
         return sum(argv[:2] == ["kldstat", "-v"] for argv in self.sim.commands())
+
+    def wait_pass(self, after: int, timeout: float = WAIT) -> None:
+        """Until a pass began after `after` observations (see `observations`)."""
+        wait_for(lambda: self.observations() > after, "a pass", timeout)
 
     def guest(self, name: str) -> GuestStatus | None:
         status = self.status()
@@ -272,7 +317,8 @@ class Harness:
         return [pid for pid, cmdline in self._own_processes() if cmdline.startswith(title)]
 
     def _own_processes(self) -> Iterable[tuple[int, bytes]]:
-        marker = str(self.tmp).encode()
+        # With the separator: test_x1's marker must not match test_x10's processes.
+        marker = os.path.join(self.tmp, "").encode()
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue

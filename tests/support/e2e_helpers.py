@@ -55,7 +55,7 @@ def stopped_guest(name: str, disk: str, *, size: str | None = None, nic: str = "
 
 
 @dataclass(frozen=True)
-class Rig:
+class CliRig:
     """One simulated host with its daemon config; `cli()` runs the reconciler on it."""
 
     workdir: Path
@@ -94,7 +94,7 @@ class Rig:
         return load_ledger(self.state_dir)
 
 
-def make_rig(tmp_path: Path) -> Rig:
+def make_rig(tmp_path: Path) -> CliRig:
     """A fresh host (igb0, lo0, em0) whose daemon config puts igb0 in bridge0, as the Handbook
     does; state_dir and run_dir live on the simulated host's own file system."""
     sim = SimulatedHost(tmp_path / "host").setup()
@@ -113,7 +113,7 @@ def make_rig(tmp_path: Path) -> Rig:
             }
         )
     )
-    return Rig(workdir=tmp_path, sim=sim, conf_dir=conf_dir, config=config, state_dir=state_dir)
+    return CliRig(workdir=tmp_path, sim=sim, conf_dir=conf_dir, config=config, state_dir=state_dir)
 
 
 def sparse_file(path: Path, size: int) -> None:

@@ -1,8 +1,9 @@
 """Fixtures for the vm-bhyve importer: a vm-bhyve `$vm_dir` tree and template-shaped guests.
 
-The `.conf` files under fixtures/ were written for these tests from what vm-bhyve's sample
-templates and config.sample document (freebsd/vm-bhyve 89c21d0), as `vm create -t TEMPLATE`
-would leave them: the template's keys, then the `uuid` and `network0_mac` it appends.
+The `.conf` files under tests/importer/fixtures/ were written for these tests from what
+vm-bhyve's sample templates and config.sample document (freebsd/vm-bhyve 89c21d0), as
+`vm create -t TEMPLATE` would leave them: the template's keys, then the `uuid` and
+`network0_mac` it appends.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from reconciler.vmbhyve import ConfFile, SystemConf, parse_conf, parse_system_conf
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "importer" / "fixtures"
 VM_DIR = FIXTURES / "vm"
 TEMPLATES = FIXTURES / "templates"
 

@@ -15,7 +15,7 @@ import structlog
 
 from reconciler.policy import ExitStatus
 from reconciler.spec import GuestSpec, Lifecycle
-from reconciler.supervise import BootPlan, BootRecord, GuestSupervisor
+from reconciler.supervise import BootPlan, BootRecord, GuestSupervisor, State
 
 
 class FakeClock:
@@ -190,7 +190,7 @@ class FakeOps:
         self.forgotten = True
 
 
-class Rig:
+class SupervisorRig:
     """One supervised guest on a fake clock with fake ops."""
 
     def __init__(
@@ -214,16 +214,20 @@ class Rig:
             stop_timeout=stop_timeout,
         )
 
+    def state(self) -> State:
+        """The supervisor's state now (a call: mypy does not keep a narrowed property)."""
+        return self.sup.state
+
     def boot_to_running(self) -> int:
         """Poll until a boot is spawned, then let its loader and bhyve run."""
         self.sup.poll()
-        assert self.sup.state == "starting"
+        assert self.state() == "starting"
         if self.prepare.specs[-1].loader != "uefi":
             self.ops.run_loader()
             self.sup.poll()
         pid = self.ops.run_bhyve()
         self.sup.poll()
-        assert self.sup.state == "running"
+        assert self.state() == "running"
         return pid
 
 
