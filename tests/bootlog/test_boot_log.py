@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.host.bootlog import (
@@ -136,13 +137,15 @@ def test_follow_starts_at_the_end_and_starts_over_after_a_cut(tmp_path: Path) ->
     log = tmp_path / BOOT_LOG
     log.write_bytes(b"old\n")
     seen: list[bytes] = []
-    steps = iter(
-        [
-            lambda: log.open("ab").write(b"one\n"),
-            lambda: log.write_bytes(b""),  # the keeper's cut
-            lambda: log.open("ab").write(b"two\n"),
-        ]
-    )
+
+    def append(data: bytes) -> Callable[[], object]:
+        def write() -> None:
+            with log.open("ab") as f:
+                f.write(data)
+
+        return write
+
+    steps = iter([append(b"one\n"), lambda: log.write_bytes(b""), append(b"two\n")])  # a cut
 
     def sleep(_: float) -> None:
         step = next(steps, None)

@@ -19,6 +19,7 @@ from reconciler.host.copier import ImageCopier
 from reconciler.host.files import load_ledger, read_config
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
+from reconciler.host.sparse import copy_sparse
 from reconciler.imageactions import CopyImage
 from reconciler.spec import Disk, GuestSpec, Lifecycle
 
@@ -42,7 +43,7 @@ def converger(rig: CliRig) -> Converger:
 def held_copy(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Copies start, then hold until `release` is set (as a large one would run on)."""
     started, release = threading.Event(), threading.Event()
-    real = copier_module.copy_sparse
+    real = copy_sparse
 
     def held(*args: Any, **kwargs: Any) -> Any:
         started.set()

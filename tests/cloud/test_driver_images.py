@@ -18,6 +18,7 @@ from reconciler.execute import execute_actions
 from reconciler.host.copier import ImageCopier
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result
+from reconciler.host.sparse import Progress
 from reconciler.imageactions import BuildSeed, CopyImage, GrowDisk
 from reconciler.ledger import Ledger
 from reconciler.spec import Disk, GuestSpec
@@ -46,14 +47,14 @@ class FakeRunner:
                 for n in names
                 if n not in self.snapshots
             )
-            return Result(args, 1 if err else 0, out, err)
+            return Result(args, 1 if err else 0, out.encode(), err.encode())
         if args[0] == "makefs":
             if self.makefs_fails:
-                return Result(args, 1, "", "makefs: No space left on device\n")
+                return Result(args, 1, b"", b"makefs: No space left on device\n")
             files = sorted(os.listdir(args[-1]))
             Path(args[-2]).write_text("ISO of " + ",".join(files))
-            return Result(args, 0, "", "")
-        return Result(args, 0, "", "")
+            return Result(args, 0, b"", b"")
+        return Result(args, 0, b"", b"")
 
     def spawn(self, argv: Sequence[str], *, output: Path | None = None) -> object:
         raise AssertionError("nothing is spawned here")
@@ -256,9 +257,12 @@ def test_a_background_copy_is_pending_then_done_and_wakes_the_daemon(host: FreeB
     write_sparse(host.host_path("/img/raw.img"), 4 * MiB, [(0, b"x" * 4096)])
     done = threading.Event()
     woken: list[str] = []
-    host.copier = ImageCopier(
-        on_done=lambda path: (woken.append(path), done.set()), retry_after=60.0
-    )
+
+    def on_done(path: str) -> None:
+        woken.append(path)
+        done.set()
+
+    host.copier = ImageCopier(on_done=on_done, retry_after=60.0)
     action = CopyImage(path="/vm/disk0.img", source="/img/raw.img", size=8 * MiB, size_text="8M",
                        guest="web1")  # fmt: skip
     ahead = Ledger().after(action)
@@ -296,8 +300,8 @@ def test_stopping_cancels_a_copy_and_leaves_no_temporary(host: FreeBSDHost) -> N
     copier = ImageCopier(on_done=lambda path: None, retry_after=60.0, progress_interval=0.0)
     real_progress = copier._progress
 
-    def slow_progress(*args: object) -> None:
-        real_progress(*args)  # type: ignore[arg-type]
+    def slow_progress(action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
+        real_progress(action, progress, fields)
         started.set()
         release.wait(10)
 
@@ -343,8 +347,8 @@ def test_forgetting_a_disk_cancels_its_copy(host: FreeBSDHost) -> None:
     host.copier = ImageCopier(on_done=ended.append, retry_after=60.0, progress_interval=0.0)
     real_progress = host.copier._progress
 
-    def slow_progress(*args: object) -> None:
-        real_progress(*args)  # type: ignore[arg-type]
+    def slow_progress(action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
+        real_progress(action, progress, fields)
         started.set()
         release.wait(10)
 

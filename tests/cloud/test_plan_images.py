@@ -266,10 +266,8 @@ def test_a_user_data_file_that_was_not_read_makes_the_start_wait() -> None:
     assert plan.actions == ()
     assert "its cloud-init seed cannot be made" in plan.blocked["web1"]
     assert "/etc/cloud/web.yaml" in plan.blocked["web1"]
-    read = replace(
-        named,
-        cloud_init=replace(named.cloud_init, user_data_content="#cloud-config\n"),  # type: ignore[arg-type]
-    )
+    assert named.cloud_init is not None
+    read = replace(named, cloud_init=replace(named.cloud_init, user_data_content="#cloud-config\n"))
     assert isinstance(planned(read).actions[0], BuildSeed)
 
 

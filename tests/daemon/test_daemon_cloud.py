@@ -147,7 +147,7 @@ def test_a_next_boot_edit_of_the_seed_lands_at_the_guests_reboot(harness: Harnes
     user_data = (harness.state_dir / "guests/web1/seed/user-data").read_text()
     assert OTHER in user_data and KEY not in user_data
     events = [
-        e.get("action", e["event"])
+        str(e.get("action", e["event"]))
         for e in harness.events()
         if e.get("event") == "guest.booting" or "seed" in e.get("action", "")
     ]

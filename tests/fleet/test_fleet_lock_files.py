@@ -52,7 +52,8 @@ def race(tmp_path: Path, racers: int = 8) -> list[str]:
     ]
     # Every racer has had its first look before any of them acts.
     for i in range(racers):
-        wait_for(lambda i=i: (tmp_path / f"ready-hv{i}").exists(), f"racer hv{i}", 60.0)
+        ready = tmp_path / f"ready-hv{i}"
+        wait_for(ready.exists, f"racer hv{i}", 60.0)
     gun.touch()
     # The last line: structlog, unconfigured, logs to stdout before it.
     results = [p.communicate(timeout=60)[0].strip().splitlines()[-1] for p in procs]

@@ -5,6 +5,7 @@ first boot does not fail on a missing disk. The wait's timing is injected."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ class Clock:
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
-        self.on_sleep = lambda: None
+        self.on_sleep: Callable[[], object] = lambda: None
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -51,7 +52,7 @@ def driver(sim: SimulatedHost, clock: Clock, wait: float = 5.0) -> FreeBSDHost:
 def test_the_driver_waits_for_a_late_node(sim: SimulatedHost) -> None:
     sim.delay_zvol_nodes(math.inf)  # held until released
     clock = Clock()
-    clock.on_sleep = lambda: sim.release_zvol_nodes() and None
+    clock.on_sleep = sim.release_zvol_nodes
     host = driver(sim, clock)
 
     assert host.apply(VOLUME) is True

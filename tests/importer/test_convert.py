@@ -5,6 +5,7 @@ the same without it, or refuses the guest with the reason; nothing is silently l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 import tomli_w
@@ -22,13 +23,19 @@ FBSD = (
 )
 
 
-def convert(text: str, name: str = "g", **options: object) -> GuestImport:
-    system = options.pop("system", system_conf())
+def convert(
+    text: str,
+    name: str = "g",
+    *,
+    zfs_dataset: str | None = None,
+    file_exists: Callable[[str], bool] = lambda _path: True,
+) -> GuestImport:
     result = import_datastore(
         "/vm",
         [GuestFile(name, parse_conf(text))],
-        system,
-        **options,  # type: ignore[arg-type]
+        system_conf(),
+        zfs_dataset=zfs_dataset,
+        file_exists=file_exists,
     )
     (guest,) = result.guests
     return guest

@@ -46,7 +46,7 @@ def commands(rig: CliRig, name: str) -> tuple[tuple[str, ...], ...]:
 
 def vm_run(
     rig: CliRig, name: str, taps: tuple[str, ...], iso: str | None = None
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], ...]:
     """The oracle's loader and bhyve argv; the daemon keeps grub's device.map in its state
     dir where vm-bhyve keeps it next to the .conf, and runs grub-bhyve from PATH."""
     facts = RunFacts(
@@ -58,7 +58,7 @@ def vm_run(
     loader = tuple(
         w.replace(f"/vm/{name}/device.map", f"{state}/device.map") for w in run.loader or ()
     )
-    return (loader, run.bhyve) if run.loader else (run.bhyve,)  # type: ignore[return-value]
+    return (loader, run.bhyve) if run.loader else (run.bhyve,)
 
 
 def test_the_three_guests_boot_after_import_as_vm_bhyve_boots_them(rig: CliRig) -> None:

@@ -117,7 +117,7 @@ def test_setup_upgrades_a_state_an_earlier_sim_wrote(host: SimulatedHost, tool: 
         for key in ("vms", "loader_fault", "zvol_delay", "pending_zvols"):
             del old[key]
         del store.state["sysctl"]["kern.osrelease"]
-        del store.state["datasets"]["zroot"]["origin"]
+        del cast("dict[str, object]", store.state["datasets"]["zroot"])["origin"]
         store.dirty = True
     SimulatedHost(host.root).setup()
     assert host.sysctl("kern.osrelease") == "14.1-RELEASE"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hostile_values import DISK, INVISIBLE, PLACES, toml_string
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,38 +14,13 @@ from reconciler.errors import SpecError
 from reconciler.guestfile import parse_guest_text
 
 FILE = "/conf.d/web.toml"
-DISK = '[[disk]]\npath = "/vm/a.img"\n'
 CONFIG = "/etc/reconciler.toml"
-
-# Zero-width space, zero-width joiner, left-to-right mark, right-to-left override, BOM
-# (Cf); line and paragraph separators (Zl, Zp); no-break, em and ideographic spaces.
-INVISIBLE = ["\u200b", "\u200d", "\u200e", "\u202e", "\ufeff", "\u2028", "\u2029", "\u00a0",
-             "\u2003", "\u3000"]  # fmt: skip
-
-
-def toml_string(value: str) -> str:
-    return '"' + "".join(f"\\u{ord(c):04x}" for c in value) + '"'
 
 
 def errors_at(text: str, key: str) -> list[str]:
     spec, errors = parse_guest_text(text, file=FILE, stem="web")
     assert spec is None, f"accepted: {text!r}"
     return [e.message for e in errors if e.key == key]
-
-
-PLACES = [
-    # (where the value goes, the key that must report it)
-    (lambda v: f"[[disk]]\npath = {v}\n", "disk[0].path"),
-    (lambda v: f"console = {v}\n" + DISK, "console"),
-    (lambda v: f"[install]\niso = {v}\n" + DISK, "install.iso"),
-    (lambda v: f'loader = "uefi"\n[uefi]\nfirmware = {v}\n' + DISK, "uefi.firmware"),
-    (lambda v: f'loader = "grub"\n[grub]\nroot = {v}\n' + DISK, "grub.root"),
-    (lambda v: f"[loader_env]\nautoboot_delay = {v}\n" + DISK, "loader_env.autoboot_delay"),
-    (lambda v: f"name = {v}\n" + DISK, "name"),
-    (lambda v: DISK + f"[[nic]]\nbridge = {v}\n", "nic[0].bridge"),
-    (lambda v: DISK + f"[[nic]]\ntap = {v}\n", "nic[0].tap"),
-    (lambda v: f"[[disk]]\nzvol = {v}\n", "disk[0].zvol"),
-]
 
 
 @pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bad_specs import CASES
+from hostile_values import INVISIBLE, PLACES, toml_string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
-from test_guest_errors import CASES
-from test_hostile_values import INVISIBLE, PLACES, toml_string
-from test_key_description import conditions, example_table
+from spec_examples import conditions, example_table
 
 from reconciler import schemapatterns as pat
 from reconciler.guestfile import parse_guest, parse_guest_text

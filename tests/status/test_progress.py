@@ -3,6 +3,7 @@ how the stop ended, from the guest's status rows as the daemon writes them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from reconciler.cli.progress import Progress
@@ -18,7 +19,7 @@ def stopping(phase: str, deadline: float) -> GuestStatus:
     )
 
 
-def play(progress: Progress, frames: list[tuple[float, GuestStatus | None]]) -> list[str]:
+def play(progress: Progress, frames: Sequence[tuple[float, GuestStatus | None]]) -> list[str]:
     """Feed the rows the CLI would read at these clock values; every line it would print."""
     lines: list[str] = []
     for now, row in frames:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from supervise_support import wait_for, write_script
 
-from reconciler.host.guests import BOOT_LOG, BOOT_OUTPUT_LIMIT, ShimGuestOps, list_processes
+from reconciler.host.bootlog import BOOT_LOG
+from reconciler.host.guests import BOOT_OUTPUT_LIMIT, ShimGuestOps, list_processes
 from reconciler.host.runner import SubprocessRunner
 from reconciler.spec import GuestSpec
 

@@ -13,7 +13,8 @@ from supervise_fakes import Plan
 from supervise_support import wait_for, write_script
 
 from reconciler.errors import HostCommandError
-from reconciler.host.guests import BOOT_LOG, ShimGuestOps, list_processes, recorded_guests
+from reconciler.host.bootlog import BOOT_LOG
+from reconciler.host.guests import ShimGuestOps, list_processes, recorded_guests
 from reconciler.host.runner import DEFAULT_TIMEOUT, Result, SubprocessRunner
 from reconciler.policy import ExitStatus
 from reconciler.processes import parse_ps

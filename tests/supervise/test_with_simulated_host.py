@@ -12,12 +12,13 @@ import structlog
 from supervise_support import wait_for
 
 from reconciler.bhyve import BootCommands, boot_commands
+from reconciler.guestphase import State
 from reconciler.host.guests import ShimGuestOps, list_processes
 from reconciler.host.runner import SubprocessRunner
 from reconciler.settings import Timings
 from reconciler.sim import SimulatedHost
 from reconciler.spec import Disk, GuestSpec, Nic
-from reconciler.supervise import GuestSupervisor, State
+from reconciler.supervise import GuestSupervisor
 
 NAME = "vm1"
 DISK = "/vm/vm1.img"

@@ -13,9 +13,10 @@ from typing import Any
 
 import structlog
 
+from reconciler.guestphase import State
 from reconciler.policy import ExitStatus
 from reconciler.spec import GuestSpec, Lifecycle
-from reconciler.supervise import BootPlan, BootRecord, GuestSupervisor, State
+from reconciler.supervise import BootPlan, BootRecord, GuestSupervisor
 
 
 class FakeClock:
