@@ -1,7 +1,7 @@
 """Turns file events in one directory into few, debounced "these files changed" notifications.
 
 Owns the watchdog observer and the `Debouncer` (pure timing rules, driven by the caller's
-clock); which names count is the core's `guestfile.is_spec_file_name` (`is_conf_file` here).
+clock); which names count is the core's `guestfile.is_spec_file_name`.
 It must not read or parse the files it reports: the daemon re-reads specs by stat on every
 pass, and the periodic resync covers any event this misses.
 
@@ -46,7 +46,7 @@ from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
 from reconciler.errors import DaemonError
-from reconciler.guestfile import is_spec_file_name as is_conf_file
+from reconciler.guestfile import is_spec_file_name
 
 log = structlog.get_logger(__name__)
 
@@ -169,7 +169,7 @@ class ConfWatcher:
     """Watches `directory` and calls `notify(names)` with the debounced set of changed names
     (paths relative to `directory`, as `accept` saw them).
 
-    `accept` decides which names count (default: `is_conf_file`); `recursive` also watches
+    `accept` decides which names count (default: `is_spec_file_name`); `recursive` also watches
     subdirectories, for a tree such as `run_dir/guests/NAME/exit` with a matching `accept`.
     """
 
@@ -178,7 +178,7 @@ class ConfWatcher:
         directory: Path,
         notify: Callable[[frozenset[str]], None],
         *,
-        accept: Callable[[str], bool] = is_conf_file,
+        accept: Callable[[str], bool] = is_spec_file_name,
         recursive: bool = False,
         quiet: float = 0.05,
         max_wait: float = 0.5,
