@@ -82,7 +82,10 @@ def bench_pass_during_copy(tmp: Path, repeat: int, guests: int = 1000) -> list[R
     copier = ImageCopier(on_done=lambda path: None, retry_after=60.0)
     daemon.reconcile()  # converge, the copy included (apply copies while it waits)
     daemon.reconcile()
-    quiet, during, quiet_wall, during_wall = [], [], [], []
+    quiet: list[float] = []
+    during: list[float] = []
+    quiet_wall: list[float] = []
+    during_wall: list[float] = []
     daemon.host.copier = copier
     try:
         for _ in range(repeat):

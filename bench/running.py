@@ -24,8 +24,9 @@ from watchdog.utils.dirsnapshot import DirectorySnapshot
 from world import Row, World, drive, make_world, rss_mb, seed_network, spread, verdict, wait_until
 from world import write_specs as write
 
-from reconciler.daemon import Daemon, Wake
+from reconciler.daemon import Daemon
 from reconciler.status import read_status
+from reconciler.wake import Wake
 from reconciler.watch import KQUEUE_WAKE
 
 IDLE_CPU_GOAL = 0.002  # 0.2 %
