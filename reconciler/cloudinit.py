@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from reconciler.cloudinit_rules import (
     MAX_CONTENT,
     SSH_KEY_TYPES,
@@ -137,6 +135,8 @@ def render_seed(
     network_bytes = network_text.encode() if network_text is not None else None
     hostname = ci.hostname_for(guest_name)
     instance_id = _instance_id(hostname, user_bytes, network_bytes)
+    import yaml  # only guests with [cloud_init] need PyYAML: see cloudinit_rules._yaml_mapping
+
     meta = yaml.safe_dump(
         {"instance-id": instance_id, "local-hostname": hostname}, sort_keys=False
     ).encode()
@@ -235,6 +235,8 @@ def _user_data(keys: Sequence[str], text: str | None) -> str:
 
 
 def _dump(config: Mapping[str, Any]) -> str:
+    import yaml
+
     # A wide line so long RSA keys stay on one line, as people paste them.
     return yaml.safe_dump(
         dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16

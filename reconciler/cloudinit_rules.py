@@ -15,8 +15,6 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from reconciler.valuerules import HOST_NAME_RE, HOST_NAME_RULE, MAX_HOST_NAME, describe
 
 if TYPE_CHECKING:
@@ -127,6 +125,10 @@ def hostname_problem(name: str) -> str | None:
 
 
 def _yaml_mapping(text: str) -> tuple[dict[Any, Any] | None, str | None]:
+    # Imported here: only guests with [cloud_init] need PyYAML, and every start of the CLI and
+    # the daemon would pay for its import (tests/cli/test_start_up_imports.py).
+    import yaml
+
     try:
         loaded = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

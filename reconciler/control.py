@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import queue
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -93,7 +94,9 @@ class ControlServer:
         self._submit = submit
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        # stop() writes a byte here: the thread waits on the socket and this pipe together, so
+        # a daemon's exit never waits for a timeout to come round (procwatch does the same).
+        self._wake_r, self._wake_w = -1, -1
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -108,27 +111,46 @@ class ControlServer:
         finally:
             os.umask(old)
         sock.listen(16)
-        sock.settimeout(0.5)
+        # accept() runs only once poll() saw a connection; a client that gave up meanwhile
+        # must not leave the thread blocked in it.
+        sock.setblocking(False)
         self._sock = sock
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
         if self._thread is not None:
+            # Bounded: a request being answered at this moment waits for the daemon loop,
+            # which is exiting.
             self._thread.join(timeout=2)
         if self._sock is not None:
             self._sock.close()
+        if self._thread is None or not self._thread.is_alive():
+            # A thread still answering polls this pipe once more (and finds the byte): it may
+            # be closed only once the thread is gone, or its descriptor could be another file.
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r, self._wake_w = -1, -1
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
     def _serve(self) -> None:
         assert self._sock is not None
-        while not self._stopping.is_set():
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._wake_r in ready:
+                return
             try:
                 conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
+            except BlockingIOError:
+                continue  # the client went away between poll() and accept()
             except OSError:
                 return
             with conn:

@@ -6,13 +6,30 @@ Their support modules live in tests/support, which pytest puts on sys.path (pypr
 
 from __future__ import annotations
 
+import compileall
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_harness import Harness
 from e2e_helpers import CliRig, make_rig
+
+import reconciler
+
+# PYTHONDONTWRITEBYTECODE (set on the machines the suite runs on) would make every xdist worker
+# rewrite the asserts of every test module again (seconds of CPU each) and every daemon and CLI
+# process the tests start compile the modules no bytecode was ever written for. Bytecode is
+# only a cache (gitignored): the suite keeps it, for its own processes and the project's.
+sys.dont_write_bytecode = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any worker starts: bytecode for every module of the package, so the hundreds of
+    `python -m reconciler` processes the tests run read it instead of compiling."""
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(Path(reconciler.__file__).parent, quiet=1)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

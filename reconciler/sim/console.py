@@ -95,22 +95,22 @@ def _write(fd: int, data: bytes) -> None:
 def session(fd: int, name: str) -> None:
     """Serve one session on the pty master `fd`: until the B side is closed again (after it
     was opened) or the guest's bhyve is gone. While no one has the B side open the master
-    polls as hung up (POLLHUP); that is how the session's start and end are seen."""
+    polls as hung up (POLLHUP); that is how the session's start and end are seen.
+
+    The prompt is written only once the open is seen: written before, a person could open the
+    B side, read it and leave between two looks of a slow getty, which would then wait out
+    WAIT_FOR_OPEN for a session that is already over."""
     parent = os.getppid()
     getty = Getty(name)
-    _write(fd, getty.prompt())
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    opened = False
     deadline = time.monotonic() + WAIT_FOR_OPEN
-    while os.getppid() == parent:
-        if not _hung_up(poller):
-            opened = True
-        elif opened or time.monotonic() > deadline:
+    while _hung_up(poller):
+        if os.getppid() != parent or time.monotonic() > deadline:
             return
-        else:
-            time.sleep(0.05)  # nobody on the B side yet
-            continue
+        time.sleep(0.05)  # nobody on the B side yet
+    _write(fd, getty.prompt())
+    while os.getppid() == parent and not _hung_up(poller):
         events = poller.poll(200)
         if any(e & select.POLLIN for _, e in events):
             try:

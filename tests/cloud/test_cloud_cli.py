@@ -45,6 +45,12 @@ def write_image(rig: CliRig, path: str = IMAGE, size: int = 64 * MiB) -> bytes:
     return where.read_bytes()
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes, without reading the rest of a disk of hundreds of MiB."""
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
@@ -62,7 +68,8 @@ def test_a_sparse_image_is_copied_with_its_holes_grown_and_never_copied_again(ri
     disk = rig.sim.path(DISK)
     data = disk.read_bytes()
     assert len(data) == 256 * MiB  # grown to `size`
-    assert data[: len(content)] == content and data[len(content) :].count(0) == 192 * MiB
+    # Compared in place: slices of a quarter GiB would copy it twice more.
+    assert data.startswith(content) and data.count(0, len(content)) == 192 * MiB
     # About the same allocated blocks as the image: the holes stayed holes, the growth too.
     assert abs(allocated(disk) - allocated(image)) <= 256 * KiB
     assert allocated(disk) < 4 * MiB
@@ -122,13 +129,13 @@ def test_growth_is_planned_applied_and_a_smaller_size_only_warned(rig: CliRig) -
     rig.write_spec("web1", web1(size="128M"))
     rig.cli("apply")
     disk = rig.sim.path(DISK)
-    head = disk.read_bytes()[: 2 * MiB]
+    head = read_head(disk, 2 * MiB)
 
     rig.write_spec("web1", web1(size="512M"))
     plan = rig.cli("plan")
     assert plan.stdout.splitlines() == [f"~ grow {DISK} 128M → 512M"], plan.stdout
     rig.cli("apply")
-    assert disk.stat().st_size == 512 * MiB and disk.read_bytes()[: 2 * MiB] == head
+    assert disk.stat().st_size == 512 * MiB and read_head(disk, 2 * MiB) == head
 
     rig.write_spec("web1", web1(size="64M"))
     plan = rig.cli("plan")

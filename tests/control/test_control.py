@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,6 +53,37 @@ def test_answer_can_come_from_another_thread(tmp_path: Path) -> None:
         assert send_command(tmp_path, "stop", "nope") == (False, "no such guest")
     finally:
         server.stop()
+
+
+def test_stop_wakes_the_server_instead_of_waiting_for_an_accept_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon's exit waits for stop(): the server thread must be woken by it, not find out
+    at its next timeout. With socket timeouts disabled, a server that relies on one never
+    ends; one that is woken ends before stop() returns."""
+    monkeypatch.setattr(socket.socket, "settimeout", lambda self, value: None)
+    server = ControlServer(tmp_path, lambda request: request.reply(True, "done"))
+    server.start()
+    assert send_command(tmp_path, "start", "web") == (True, "done")  # it serves until stopped
+    thread = next(t for t in threading.enumerate() if t.name == "control")
+    wait_until_idle(thread)  # waiting for the next connection, as a daemon's server mostly is
+    server.stop()
+    assert not thread.is_alive()
+    assert not (tmp_path / "control.sock").exists()
+
+
+def wait_until_idle(thread: threading.Thread) -> None:
+    """Until `thread` has finished with its connection (no frame of `_handle` on its stack)."""
+    for _ in range(1000):
+        frame = sys._current_frames().get(thread.ident or 0)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if "_handle" not in names:
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"the control thread never finished its connection: {names}")
 
 
 def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:

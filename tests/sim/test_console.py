@@ -8,13 +8,16 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tty
 from pathlib import Path
 
 import pytest
 from sim_helpers import GUEST, HANDBOOK_ARGV, LOAD_ARGV, Boot, Run, wait_running
 
 from reconciler.sim import SimulatedHost
+from reconciler.sim import console as console_module
 from reconciler.sim.console import Getty
 from reconciler.sim.cu import Escapes
 
@@ -109,6 +112,41 @@ def test_the_getty_ends_with_the_session(nmdm: SimulatedHost, boot: Boot, tool: 
     while getty_pids(nmdm.root):
         assert time.monotonic() < deadline, "the getty outlived its session"
         time.sleep(0.05)
+
+
+def test_a_session_that_ends_before_the_getty_looks_again_still_ends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The getty's process may be slow to look (a loaded machine): a person who opened the B
+    side, read the prompt and left meanwhile must still end the session, not leave the getty
+    waiting out WAIT_FOR_OPEN for a session that already happened."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # as nmdm.open_pair leaves a console's B side
+    b_side = os.ttyname(slave)
+    os.close(slave)  # nobody on the B side yet
+    left = threading.Event()
+    real_write = console_module._write
+
+    def write_then_stall(fd: int, data: bytes) -> None:
+        real_write(fd, data)
+        assert left.wait(timeout=10), "the test never left the session"  # the slow getty
+
+    monkeypatch.setattr(console_module, "_write", write_then_stall)
+    monkeypatch.setattr(console_module, "WAIT_FOR_OPEN", 600.0)
+    getty = threading.Thread(target=console_module.session, args=(master, GUEST), daemon=True)
+    getty.start()
+    try:
+        person = os.open(b_side, os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert read_until(person, b"login: ").endswith(b"(ttyu0)\r\n\r\nlogin: ")
+        finally:
+            os.close(person)
+        left.set()
+        getty.join(timeout=10)
+        assert not getty.is_alive(), "the getty missed the session and waits for another"
+    finally:
+        left.set()
+        os.close(master)
 
 
 def getty_pids(root: Path) -> list[int]:
