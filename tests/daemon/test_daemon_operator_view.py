@@ -14,11 +14,12 @@ from daemon_harness import Harness, guest_toml, wait_for
 
 from reconciler.sim.vmm import tell_guest
 
-PHASES = {
-    "vm1: stopping: ACPI shutdown requested (power button); forced power-off in 1s",
-    "vm1: stopping: ACPI shutdown requested (power button); forced power-off in 0s",
-    "vm1: stopping: no ACPI shutdown in time: forced power-off; SIGKILL in 5s",
-}
+# The countdowns a poll may see: how many polls land in each phase, and at which second,
+# depends on the machine's speed (a loaded one may see the kill's grace run down).
+PHASES = re.compile(
+    r"vm1: stopping: (ACPI shutdown requested \(power button\); forced power-off in [01]s"
+    r"|no ACPI shutdown in time: forced power-off; SIGKILL in [0-5]s)"
+)
 
 
 def test_stop_shows_its_progress_and_says_the_guest_was_forced_off(harness: Harness) -> None:
@@ -35,7 +36,7 @@ def test_stop_shows_its_progress_and_says_the_guest_was_forced_off(harness: Harn
     first, second, *middle, last = stop.stdout.splitlines()
     assert first == "stop: vm1 is stopping"
     assert second == "vm1: stopping: ACPI shutdown requested (power button); forced power-off in 1s"
-    assert set(middle) <= PHASES  # how many a poll sees depends on the machine's speed
+    assert [line for line in middle if not PHASES.fullmatch(line)] == []
     assert last == "vm1: held (forced power-off: no ACPI shutdown within 1s)"
     assert ["bhyvectl", "--vm=vm1", "--force-poweroff"] in harness.commands_for("vm1")
 
