@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tomli_w
+from cli_runner import run_cli
 
 from reconciler.sim import SimulatedHost
 from reconciler.status import DaemonStatus, GuestStatus, read_status
@@ -119,11 +120,12 @@ class Harness:
 
     # -- the daemon and the CLI ----------------------------------------------------------
 
+    def options(self) -> list[str]:
+        """The global options of every command here: this config, this simulated host."""
+        return ["--config", str(self.config), "--simulate", "--sim-dir", str(self.root)]
+
     def base_argv(self) -> list[str]:
-        return [
-            sys.executable, "-m", "reconciler", "--config", str(self.config),
-            "--simulate", "--sim-dir", str(self.root),
-        ]  # fmt: skip
+        return [sys.executable, "-m", "reconciler", *self.options()]
 
     def start(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
         """Start a daemon; with `wait`, return once it wrote its first status."""
@@ -150,14 +152,7 @@ class Harness:
     def cli(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.base_argv(), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
+        return run_cli([*self.options(), *args], env=env, timeout=timeout)
 
     def stop_daemon(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         """SIGTERM, as rc.d stop does; the exit status."""

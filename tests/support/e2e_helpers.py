@@ -7,11 +7,11 @@ It only sets things up and reads results back; what the CLI should do is asserte
 from __future__ import annotations
 
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
+from cli_runner import run_cli
 
 from reconciler.host.files import load_ledger
 from reconciler.ledger import LEDGER_FILE, Ledger
@@ -65,17 +65,10 @@ class CliRig:
     state_dir: Path
 
     def cli(self, *args: str, simulate: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "reconciler", "--config", str(self.config)]
+        argv = ["--config", str(self.config)]
         if simulate:
             argv += ["--simulate", "--sim-dir", str(self.sim.root)]
-        return subprocess.run(
-            [*argv, *args],
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_cli([*argv, *args], cwd=self.workdir, timeout=120)
 
     def logged(self, *args: str) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
         """Run the CLI and return it with the argv of every host command it ran."""
