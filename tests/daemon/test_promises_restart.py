@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 
 import pytest
+from cli_runner import Forked
 from daemon_harness import Harness, guest_toml, wait_for
 
 KINDS = ("broken", "refused", "loosened", "edited", "removed", "records")
@@ -26,7 +26,7 @@ def configure(harness: Harness) -> None:
     harness.set_timings(crash_backoff="100ms", kill_grace="1s")
 
 
-def boot_all(harness: Harness, names: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+def boot_all(harness: Harness, names: list[str]) -> tuple[Forked, dict[str, int]]:
     configure(harness)
     for name in names:
         harness.put(name, guest_toml(name))

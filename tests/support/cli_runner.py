@@ -7,20 +7,24 @@ from a server that imported `reconciler.cli` once (multiprocessing's forkserver)
 process with its own exit status, stdout, stderr, working directory and environment, that runs
 `main()` as `python -m reconciler` does, but starts in a few milliseconds.
 
-The daemon (`run` started by a test) stays a `subprocess.Popen` of the real interpreter: tests
-signal it, wait for it and watch it outlive its parent. tests/readme and the start-up tests run
-the installed script itself.
+`start_daemon` starts `run` the same way and hands back a `Forked`, which answers as much of
+`subprocess.Popen` as the tests use (pid, poll, wait, send_signal, kill, returncode): the
+daemon is a real process that tests signal, kill and watch its guests outlive. Tests of what
+only a fresh interpreter shows (its start-up imports, its streams closed under it) start it
+with Popen themselves; tests/readme runs the installed script.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import reconciler
@@ -40,13 +44,18 @@ def _context() -> ForkServerContext:
     return _CONTEXT
 
 
-def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    """In the forked child: become `python -m reconciler ARGV` in `cwd` with `env`."""
+def _child(
+    argv: list[str], cwd: str, env: dict[str, str], out: str, err: str, new_session: bool = False
+) -> None:
+    """In the forked child: become `python -m reconciler ARGV` in `cwd` with `env`, its stdout
+    and stderr written to the files `out` and `err` (which may be the same)."""
+    if new_session:
+        os.setsid()  # as Popen(start_new_session=True)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
     for fd, path in ((1, out), (2, err)):
-        target = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        target = os.open(path, os.O_WRONLY | os.O_APPEND)
         os.dup2(target, fd)
         os.close(target)
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
@@ -92,3 +101,49 @@ def run_cli(
             Path(out).read_text(),
             Path(err).read_text(),
         )
+
+
+class Forked:
+    """A process started from the forkserver, seen through the part of Popen the tests use.
+    Its exit status comes from the server that reaped it (multiprocessing's sentinel)."""
+
+    def __init__(self, process: BaseProcess, argv: list[str]) -> None:
+        self._process = process
+        self.args = argv
+        self.pid: int = process.pid or 0
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self._process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # as Popen: never a pid that may have been reused
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def start_daemon(argv: Sequence[str], log: Path) -> Forked:
+    """`Popen([python, -m, reconciler, *argv], stdout=log, stderr=STDOUT,
+    start_new_session=True)`, with `log` created empty."""
+    log.write_bytes(b"")
+    process = _context().Process(
+        target=_child,
+        args=(list(argv), os.getcwd(), dict(os.environ), str(log), str(log), True),
+    )
+    process.start()
+    return Forked(process, [sys.executable, "-m", "reconciler", *argv])

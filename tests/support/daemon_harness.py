@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tomli_w
-from cli_runner import run_cli
+from cli_runner import Forked, run_cli, start_daemon
 
 from reconciler.sim import SimulatedHost
 from reconciler.status import DaemonStatus, GuestStatus, read_status
@@ -91,7 +91,8 @@ class Harness:
         self.run_dir = self.root / "run"
         self.config = tmp_path / "daemon.toml"
         self.configure()
-        self.daemons: list[subprocess.Popen[bytes]] = []
+        # Those a test started itself with Popen too, to be killed at the end all the same.
+        self.daemons: list[Forked | subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
     def configure(self, *, stop_timeout: str = "1s", crash_backoff: float = CRASH_BACKOFF) -> None:
@@ -127,23 +128,17 @@ class Harness:
     def base_argv(self) -> list[str]:
         return [sys.executable, "-m", "reconciler", *self.options()]
 
-    def start(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start(self, *, wait: bool = True) -> Forked:
         """Start a daemon; with `wait`, return once it wrote its first status."""
         log = self.tmp / f"daemon-{len(self.logs) + 1}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [*self.base_argv(), "run", "--log-format", "json"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = start_daemon([*self.options(), "run", "--log-format", "json"], log)
         self.daemons.append(proc)
         self.logs.append(log)
         if wait:
             wait_for(lambda: self._first_status(proc), f"daemon {proc.pid} to write its status")
         return proc
 
-    def _first_status(self, proc: subprocess.Popen[bytes]) -> bool:
+    def _first_status(self, proc: Forked) -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"daemon exited with {proc.returncode}:\n{self.log_text()}")
         status = self.status()
@@ -154,7 +149,7 @@ class Harness:
     ) -> subprocess.CompletedProcess[str]:
         return run_cli([*self.options(), *args], env=env, timeout=timeout)
 
-    def stop_daemon(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    def stop_daemon(self, proc: Forked, timeout: float = 30.0) -> int:
         """SIGTERM, as rc.d stop does; the exit status."""
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout=timeout)
