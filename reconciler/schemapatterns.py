@@ -5,6 +5,11 @@ Pure. Each pattern is anchored and uses only what Python's `re`, ECMA-262 and Ru
 look-around. Number ranges become digit patterns (`range_pattern`); the characters a path or
 an argv element may not hold come from the predicates the parser itself uses (`valuerules`), so
 the two cannot drift apart.
+
+`$` is read as those engines read it: the end of the value. Python's `re.search` (which the
+`jsonschema` package uses) also lets it match before a final newline, so that package accepts
+"/vm/a.img\n" where the editors and the parser refuse it; no pattern without look-around can
+say otherwise to all three engines.
 """
 
 from __future__ import annotations

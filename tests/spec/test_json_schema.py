@@ -47,10 +47,26 @@ def schema() -> dict[str, Any]:
     return guest_schema()
 
 
+def ecma_patterns(node: Any) -> Any:
+    """The schema with each `pattern` read as JSON Schema defines it (ECMA-262) and the
+    editors the schema is for read it (VS Code: ECMA-262; Taplo: Rust's regex): `$` is the end
+    of the value. jsonschema reads patterns with Python's re.search, whose `$` also matches
+    before a final newline; `\\Z` is Python's end of the value."""
+    if isinstance(node, list):
+        return [ecma_patterns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: ecma_patterns(value) for key, value in node.items()}
+    pattern = node.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+        out["pattern"] = pattern[:-1] + "\\Z"
+    return out
+
+
 @cache
 def validator() -> Draft4Validator:
     Draft4Validator.check_schema(schema())
-    return Draft4Validator(schema())
+    return Draft4Validator(ecma_patterns(schema()))
 
 
 def valid(document: Any) -> bool:
@@ -273,6 +289,13 @@ def agree(key: str, value: Any) -> None:
 
 
 CHARS = st.sampled_from([*"/a.-_,% \t\n\x00:é09", "..", "\u200b", "\u00a0"])
+
+
+def test_a_value_with_a_newline_after_it_is_refused_as_the_editors_read_the_pattern() -> None:
+    """Found by test_paths: Python's `$` also matches before a final newline."""
+    for key, value in [("disk.path", "/a\n"), ("console", "/dev/nmdm0A\n"), ("name", "web\n")]:
+        assert not parses(value_document(key, value)), (key, value)
+        assert not valid(value_document(key, value)), (key, value)
 
 
 @settings(max_examples=150)
