@@ -11,12 +11,15 @@ FreeBSD's): the daemon's CPU comes from its own process accounting (children exc
 time spent waiting on simulated tools is measured at the Runner seam and reported apart.
 
 The daemon runs in this process (its loop in the main thread, as in production, driven from a
-second thread), so its CPU time and memory are this process's.
+second thread), so its CPU time and memory are this process's. The memory and adoption figures
+come from a fresh process (`--part memory`), which has imported nothing the daemon does not
+and carries no other figure's heap: a daemon's memory, not the benchmark's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -26,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from metrics_pass import bench_metrics
 from running import bench_rewalk, bench_running
 from world import (
     Row,
@@ -255,29 +257,54 @@ def all_figures(tmp: Path, repeat: int, *, quick: bool) -> list[Row]:
     rows = bench_noop_passes(tmp, repeat)
     rows += bench_drop_latency(tmp, 30 if quick else 100)
     rows += bench_burst(tmp, 1000)
-    rows += bench_memory_empty(tmp)
-    rows += bench_running(tmp, 1000, 60.0)  # at least a minute, even --quick
+    rows += in_fresh_process("memory")
     rows += bench_rewalk(tmp, 1000, repeat)
     rows += bench_shim(tmp, 5)
     rows += bench_validate(tmp, 1000, 3 if quick else 5)
     rows += bench_copies(tmp, repeat)
     # Last: the daemon is this process, and a 1,000-guest exposition raises its high-water
     # mark, which the memory figures above would otherwise carry.
+    from metrics_pass import bench_metrics
+
     rows += bench_metrics(tmp, repeat)
     return rows
+
+
+PARTS = {
+    # The daemon's memory with nothing and with 1,000 running guests, and the adoption of
+    # those guests by a new daemon; at least a minute of idle window, even --quick.
+    "memory": lambda tmp: bench_memory_empty(tmp) + bench_running(tmp, 1000, 60.0),
+}
+
+
+def in_fresh_process(part: str) -> list[Row]:
+    """The rows of `run.py --part PART`, run in a new interpreter."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--part", part],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return [(a, b, c, d) for a, b, c, d in json.loads(done.stdout)]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
     parser.add_argument("--metrics", action="store_true", help="only the metrics figures")
+    parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)  # JSON rows
     args = parser.parse_args()
     configure_logging("json", level=40)  # errors only: the figures are the output
     repeat = 5 if args.quick else 15
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bhyve-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        if args.part:
+            print(json.dumps(PARTS[args.part](tmp)))
+            return 0
         if args.metrics:
+            from metrics_pass import bench_metrics
+
             rows = bench_metrics(tmp, repeat)
         else:
             rows = all_figures(tmp, repeat, quick=args.quick)
