@@ -132,8 +132,9 @@ def settled_paths(event: FileSystemEvent, *, close_events: bool) -> tuple[str, .
     return ()
 
 
-def _make_observer(backend: Backend, poll_interval: float) -> tuple[BaseObserver, bool]:
-    """The observer and whether it reports close-after-write."""
+def make_observer(backend: Backend, poll_interval: float) -> tuple[BaseObserver, bool]:
+    """The observer for `backend` and whether it reports close-after-write (public: tests
+    stand in an observer of their own here)."""
     if backend == "polling":
         return PollingObserver(timeout=poll_interval), False
     if sys.platform.startswith("linux"):
@@ -211,7 +212,7 @@ class ConfWatcher:
         # Paths from the observer are absolute under the resolved directory.
         self._root = self.directory.resolve()
         self._identity = _identity(self.directory)
-        observer, self._close_events = _make_observer(self._backend, self._poll_interval)
+        observer, self._close_events = make_observer(self._backend, self._poll_interval)
         try:
             observer.schedule(_Handler(self._on_event), str(self._root), recursive=self._recursive)
             for emitter in observer.emitters:

@@ -119,7 +119,7 @@ class ImageCopier:
                 source,
                 target,
                 size=action.size,
-                progress=lambda p: self._progress(action, p, fields),
+                progress=lambda p: self.progress(action, p, fields),
                 cancel=cancel,
                 progress_interval=self._progress_interval,
             )
@@ -149,7 +149,8 @@ class ImageCopier:
             if not cancel.is_set():
                 self._on_done(action.path)
 
-    def _progress(self, action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
+    def progress(self, action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
+        """One progress report of a copy, on its thread: kept for `copies()` and logged."""
         with self._lock:
             entry = self._running.get(action.path)
             if entry is not None:

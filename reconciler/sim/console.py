@@ -84,7 +84,8 @@ class Getty:
         return b"\r\nLogin incorrect\r\nlogin: "
 
 
-def _write(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to the (non-blocking) pty master `fd`."""
     while data:
         try:
             data = data[os.write(fd, data) :]
@@ -109,7 +110,7 @@ def session(fd: int, name: str) -> None:
         if os.getppid() != parent or time.monotonic() > deadline:
             return
         time.sleep(0.05)  # nobody on the B side yet
-    _write(fd, getty.prompt())
+    write_all(fd, getty.prompt())
     while os.getppid() == parent and not _hung_up(poller):
         events = poller.poll(200)
         if any(e & select.POLLIN for _, e in events):
@@ -119,7 +120,7 @@ def session(fd: int, name: str) -> None:
                 continue
             except OSError:
                 return
-            _write(fd, getty.feed(data))
+            write_all(fd, getty.feed(data))
 
 
 def _hung_up(poller: select.poll) -> bool:

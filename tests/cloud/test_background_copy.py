@@ -16,7 +16,7 @@ from reconciler.actions import CreateDiskFile
 from reconciler.converge import Converger
 from reconciler.host import copier as copier_module
 from reconciler.host.copier import ImageCopier
-from reconciler.host.files import load_ledger, read_config
+from reconciler.host.files import load_ledger, read_config, save_ledger
 from reconciler.host.freebsd import FreeBSDHost
 from reconciler.host.runner import SubprocessRunner
 from reconciler.host.sparse import copy_sparse
@@ -92,7 +92,8 @@ def test_a_daemon_that_died_mid_copy_leaves_nothing_the_next_cannot_sweep(rig: C
     dead = converger(rig)
     action = CopyImage(path="/vm/big.img", source="/vm/images/big.raw", size=64 * MiB,
                        size_text="64M", guest="big")  # fmt: skip
-    dead._save(dead.ledger.after(action), [])  # its write-ahead, then it died mid-copy:
+    # Its write-ahead (the ledger names the disk before the copy starts), then it died mid-copy:
+    save_ledger(rig.state_dir, dead.ledger.after(action))
     partial = rig.sim.path("/vm/.big.img.q8z1x0.partial")
     partial.write_bytes(b"half")
 
@@ -105,7 +106,7 @@ def test_a_daemon_that_died_mid_copy_leaves_nothing_the_next_cannot_sweep(rig: C
     assert load_ledger(rig.state_dir).disks == {}
 
     # Or it is still wanted: the next daemon's copy sweeps the temporary and copies.
-    dead._save(dead.ledger.after(action), [])
+    save_ledger(rig.state_dir, dead.ledger.after(action))
     partial.write_bytes(b"half")
     again = converger(rig).converge({"big": replace(BIG)}, supervised=frozenset())
     assert [o.status for o in again.outcomes if isinstance(o.action, CopyImage)] == ["done"]

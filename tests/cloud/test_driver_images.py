@@ -298,14 +298,14 @@ def test_stopping_cancels_a_copy_and_leaves_no_temporary(host: FreeBSDHost) -> N
     started = threading.Event()
     release = threading.Event()
     copier = ImageCopier(on_done=lambda path: None, retry_after=60.0, progress_interval=0.0)
-    real_progress = copier._progress
+    real_progress = copier.progress
 
     def slow_progress(action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
         real_progress(action, progress, fields)
         started.set()
         release.wait(10)
 
-    copier._progress = slow_progress  # type: ignore[method-assign]
+    copier.progress = slow_progress  # type: ignore[method-assign]
     action = CopyImage(path="/vm/disk0.img", source="/img/raw.img", size=64 * MiB, size_text="64M")
     copier.start(action, host.host_path("/img/raw.img"), host.host_path("/vm/disk0.img"))
     assert started.wait(10)
@@ -345,14 +345,14 @@ def test_forgetting_a_disk_cancels_its_copy(host: FreeBSDHost) -> None:
     started, release = threading.Event(), threading.Event()
     ended: list[str] = []
     host.copier = ImageCopier(on_done=ended.append, retry_after=60.0, progress_interval=0.0)
-    real_progress = host.copier._progress
+    real_progress = host.copier.progress
 
     def slow_progress(action: CopyImage, progress: Progress, fields: dict[str, object]) -> None:
         real_progress(action, progress, fields)
         started.set()
         release.wait(10)
 
-    host.copier._progress = slow_progress  # type: ignore[method-assign]
+    host.copier.progress = slow_progress  # type: ignore[method-assign]
     action = CopyImage(path="/vm/disk0.img", source="/img/raw.img", size=64 * MiB,
                        size_text="64M", guest="gone")  # fmt: skip
     execute_actions([action], host.apply, Ledger())

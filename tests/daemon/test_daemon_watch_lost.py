@@ -62,7 +62,7 @@ def test_a_dead_watch_is_reported_and_replaced(
     DyingEmitter.made = 0
     monkeypatch.setattr(
         watch,
-        "_make_observer",
+        "make_observer",
         lambda backend, poll_interval: (BaseObserver(DyingEmitter, timeout=0.02), False),
     )
     sim = SimulatedHost(tmp_path / "host").setup()

@@ -125,13 +125,13 @@ def test_a_session_that_ends_before_the_getty_looks_again_still_ends_it(
     b_side = os.ttyname(slave)
     os.close(slave)  # nobody on the B side yet
     left = threading.Event()
-    real_write = console_module._write
+    real_write = console_module.write_all
 
     def write_then_stall(fd: int, data: bytes) -> None:
         real_write(fd, data)
         assert left.wait(timeout=10), "the test never left the session"  # the slow getty
 
-    monkeypatch.setattr(console_module, "_write", write_then_stall)
+    monkeypatch.setattr(console_module, "write_all", write_then_stall)
     monkeypatch.setattr(console_module, "WAIT_FOR_OPEN", 600.0)
     getty = threading.Thread(target=console_module.session, args=(master, GUEST), daemon=True)
     getty.start()

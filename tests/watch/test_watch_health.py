@@ -51,7 +51,7 @@ def dying(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     DyingEmitter.fail.clear()
     monkeypatch.setattr(
         watch,
-        "_make_observer",
+        "make_observer",
         lambda backend, poll_interval: (BaseObserver(DyingEmitter, timeout=0.02), False),
     )
     return DyingEmitter.fail
@@ -115,7 +115,7 @@ def test_the_kqueue_watch_wakes_rarely_when_idle(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(sys, "platform", "freebsd14")
     monkeypatch.setattr(watchdog.observers, "Observer", Observer)
-    observer, close_events = watch._make_observer("native", 1.0)
+    observer, close_events = watch.make_observer("native", 1.0)
     assert made == [watch.KQUEUE_WAKE] and observer.timeout == watch.KQUEUE_WAKE
     assert watch.KQUEUE_WAKE >= 5.0
     assert close_events is False
@@ -136,7 +136,7 @@ def test_stop_does_not_wait_for_an_emitter_blocked_in_the_kernel(
 
     monkeypatch.setattr(
         watch,
-        "_make_observer",
+        "make_observer",
         lambda backend, poll_interval: (BaseObserver(BlockedEmitter, timeout=30.0), False),
     )
     watcher = ConfWatcher(tmp_path, lambda names: None)
