@@ -69,6 +69,11 @@ class Action:
         records it before it runs (write-ahead) and takes it back if it did not create it."""
         return self.owned and self.guest is not None
 
+    @property
+    def for_guest(self) -> str:
+        """` for guest NAME` to end a summary with, or nothing for the host's own actions."""
+        return f" for guest {self.guest}" if self.guest else ""
+
     def describe(self) -> str:
         """One line for a person: `+ create tap0`, `- destroy tap3 (created for guest old)`."""
         return f"{self.sign} {self.summary}"
@@ -142,7 +147,7 @@ class CreateInterface(Action):
 
     @property
     def summary(self) -> str:
-        return f"create {self.name}" + _for(self.guest)
+        return f"create {self.name}" + self.for_guest
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -185,7 +190,7 @@ class AddMember(Action):
 
     @property
     def summary(self) -> str:
-        return f"add {self.member} to {self.bridge}" + _for(self.guest)
+        return f"add {self.member} to {self.bridge}" + self.for_guest
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -251,7 +256,7 @@ class CreateDiskFile(Action):
 
     @property
     def summary(self) -> str:
-        return f"create disk image {self.path} ({self.size_text}, sparse)" + _for(self.guest)
+        return f"create disk image {self.path} ({self.size_text}, sparse)" + self.for_guest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +274,7 @@ class CreateZvol(Action):
 
     @property
     def summary(self) -> str:
-        return f"create ZFS volume {self.zvol} ({self.size_text})" + _for(self.guest)
+        return f"create ZFS volume {self.zvol} ({self.size_text})" + self.for_guest
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -303,7 +308,7 @@ class CopyFile(Action):
 
     @property
     def summary(self) -> str:
-        return f"copy {self.source} to {self.path}" + _for(self.guest)
+        return f"copy {self.source} to {self.path}" + self.for_guest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,7 +397,3 @@ class StopGuest(Action):
     @property
     def supervised(self) -> bool:
         return True
-
-
-def _for(guest: str | None) -> str:
-    return f" for guest {guest}" if guest else ""

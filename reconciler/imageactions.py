@@ -15,10 +15,6 @@ from reconciler.actions import Action, Key, Sign
 from reconciler.cloudinit import makefs_argv
 
 
-def _for(guest: str | None) -> str:
-    return f" for guest {guest}" if guest else ""
-
-
 @dataclass(frozen=True, kw_only=True)
 class CopyImage(Action):
     """A new disk file: a sparse copy of a raw image, grown to `size`, renamed into place; never
@@ -39,9 +35,7 @@ class CopyImage(Action):
 
     @property
     def summary(self) -> str:
-        return f"copy image {self.source} to {self.path} ({self.size_text}, sparse)" + _for(
-            self.guest
-        )
+        return f"copy image {self.source} to {self.path} ({self.size_text}, sparse){self.for_guest}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +56,7 @@ class CloneZvol(Action):
 
     @property
     def summary(self) -> str:
-        return f"clone ZFS snapshot {self.snapshot} to volume {self.zvol}" + _for(self.guest)
+        return f"clone ZFS snapshot {self.snapshot} to volume {self.zvol}" + self.for_guest
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -124,7 +118,7 @@ class BuildSeed(Action):
     @property
     def summary(self) -> str:
         what = "rebuild" if self.rebuild else "build"
-        return f"{what} cloud-init seed {self.path} ({self.instance_id})" + _for(self.guest)
+        return f"{what} cloud-init seed {self.path} ({self.instance_id})" + self.for_guest
 
     @property
     def argv(self) -> tuple[str, ...]:
